@@ -1,0 +1,39 @@
+"""Fast, trustworthy async ``unittest`` test cases on asyncio and trio."""
+
+from ._backends import BackendName as BackendName
+from ._backends import BackendSpec as BackendSpec
+from ._backends import ConfigurationError as ConfigurationError
+from ._case import AnyIOTestCase as AnyIOTestCase
+from ._case import LeakedTasks as LeakedTasks
+from ._case import LoopScope as LoopScope
+from ._case import addAsyncModuleCleanup as addAsyncModuleCleanup
+from ._case import enterAsyncModuleContext as enterAsyncModuleContext
+from ._case import timeout as timeout
+from ._driver import RunnerConflictError as RunnerConflictError
+from ._version import __version__ as __version__
+
+__all__ = [
+    "AnyIOTestCase",
+    "BackendName",
+    "BackendSpec",
+    "ConfigurationError",
+    "LeakedTasks",
+    "LoopScope",
+    "RunnerConflictError",
+    "__version__",
+    "addAsyncModuleCleanup",
+    "enterAsyncModuleContext",
+    "timeout",
+]
+
+# Public classes and functions report the package as their home (reprs, docs).
+for _obj in (
+    AnyIOTestCase,
+    ConfigurationError,
+    RunnerConflictError,
+    addAsyncModuleCleanup,
+    enterAsyncModuleContext,
+    timeout,
+):
+    _obj.__module__ = __name__
+del _obj

@@ -1,0 +1,207 @@
+"""The asyncio driver: one event loop kept open and driven from the calling thread.
+
+Each scope task is an ``asyncio.Task`` created with the scope's context; the host
+hands it a call by resolving the future it waits on, then runs the loop until
+the call is finished (``run_until_complete``, ~12 µs on a kept-open loop, against
+~50 µs for ``asyncio.Runner.run`` with its per-call SIGINT swap).
+
+Python 3.10 has no ``context=`` for tasks: there the task runs in a copy of the
+scope's context and what a call changes is copied back after it (a variable an
+async hook *resets* to unset is the one thing that does not come back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import sys
+from collections.abc import Callable
+from contextvars import Context
+from functools import partial
+from typing import Any
+
+from . import _sigint
+from ._driver import AsyncFn, Call, library_error, waiting_at
+
+__unittest = True
+
+_TASK_CONTEXT = sys.version_info >= (3, 11)
+
+#: the option names ``anyio.run`` and anyio's pytest plugin accept for asyncio
+OPTIONS = frozenset({"debug", "use_uvloop", "loop_factory"})
+
+
+def _uvloop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    import uvloop
+
+    return uvloop.new_event_loop
+
+
+class AsyncioScopeTask:
+    def __init__(self, runner: AsyncioRunner, context: Context) -> None:
+        self._runner = runner
+        self._context = context
+        self._task: asyncio.Task[None] | None = None
+        self._inbox: asyncio.Future[Call | None] | None = None
+
+    async def _main(self, call: Call | None) -> None:
+        loop = self._runner.loop
+        wrong_library = library_error("asyncio")
+        while call is not None:
+            try:
+                if wrong_library is not None:
+                    raise wrong_library
+                call.value = await call.fn(*call.args)
+            except BaseException as exc:  # reported on the host, as unittest expects
+                call.error = exc
+                if call.timed_out:
+                    call.where = waiting_at(exc)
+            if call.timed_out or call.interrupted:
+                # the cancellation was ours: leave no count that would confuse a
+                # later asyncio.timeout() in this task
+                task = asyncio.current_task()
+                if task is not None and hasattr(task, "uncancel"):
+                    task.uncancel()
+            if not _TASK_CONTEXT:
+                call.value = (call.value, contextvars.copy_context())
+            call.finished = True
+            call.done.set_result(None)
+            inbox = self._inbox = loop.create_future()
+            call = await inbox
+
+    def call(self, fn: AsyncFn, /, *args: Any, timeout: float | None = None) -> Any:
+        runner = self._runner
+        loop = runner.loop
+        call = Call(fn, args)
+        done = call.done = loop.create_future()
+        if self._task is None:
+            coro = self._main(call)
+            if _TASK_CONTEXT:
+                self._task = loop.create_task(coro, context=self._context)  # type: ignore[call-arg,unused-ignore]
+            else:
+                self._task = self._context.run(loop.create_task, coro)
+        elif self._inbox is not None and not self._inbox.done():
+            self._inbox.set_result(call)
+        else:
+            raise RuntimeError("this scope task has ended")
+        task = self._task
+        timer = None
+        if timeout is not None:
+            call.timeout = timeout
+            timer = loop.call_later(timeout, self._time_out, call, task)
+        router = _sigint.router
+        router.interrupt_current = partial(self._interrupt, call, task)
+        try:
+            loop.run_until_complete(done)
+        except BaseException:
+            # the loop itself failed (stopped or closed from the test, Ctrl-C in its
+            # machinery): end this task so that nothing of the test lingers
+            if not call.finished:
+                self._abandon(task)
+            raise
+        finally:
+            router.interrupt_current = None
+            if timer is not None:
+                timer.cancel()
+        if not _TASK_CONTEXT:
+            call.value, snapshot = call.value
+            _copy_back(snapshot, self._context)
+        if call.timed_out and not isinstance(call.error, asyncio.CancelledError):
+            call.timed_out = False  # it ended some other way before the cancellation
+        return call.outcome()
+
+    def _time_out(self, call: Call, task: asyncio.Task[None]) -> None:
+        if not call.finished:
+            call.timed_out = True
+            task.cancel()
+
+    def _interrupt(self, call: Call, task: asyncio.Task[None]) -> None:
+        call.interrupted = True
+        self._runner.loop.call_soon_threadsafe(task.cancel)
+
+    def _abandon(self, task: asyncio.Task[None]) -> None:
+        task.cancel()
+        loop = self._runner.loop
+        if not loop.is_closed() and not loop.is_running():
+            # best effort: the error that brought us here is the one to report
+            with contextlib.suppress(BaseException):
+                loop.run_until_complete(asyncio.wait([task]))
+        self._task = None
+        self._inbox = None
+
+    def close(self) -> None:
+        inbox = self._inbox
+        if inbox is not None and not inbox.done():
+            # no loop iteration here: the task ends the next time the loop runs
+            inbox.set_result(None)
+        self._inbox = None
+
+
+def _copy_back(snapshot: Context, context: Context) -> None:
+    for var, value in snapshot.items():
+        if context.get(var, _MISSING) is not value:
+            context.run(var.set, value)
+
+
+_MISSING = object()
+
+
+class AsyncioRunner:
+    backend = "asyncio"
+
+    def __init__(
+        self,
+        *,
+        debug: bool | None = None,
+        use_uvloop: bool = False,
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+    ) -> None:
+        if loop_factory is None:
+            loop_factory = _uvloop_factory() if use_uvloop else asyncio.new_event_loop
+        self.loop = loop_factory()
+        if debug is not None:
+            # None keeps asyncio's own default: PYTHONASYNCIODEBUG and -X dev
+            self.loop.set_debug(debug)
+        _sigint.router.acquire()
+        asyncio.set_event_loop(self.loop)
+
+    def open_task(self, context: Context) -> AsyncioScopeTask:
+        asyncio.set_event_loop(self.loop)
+        return AsyncioScopeTask(self, context)
+
+    def close(self) -> None:
+        loop = self.loop
+        if loop.is_closed():
+            return
+        try:
+            _cancel_all_tasks(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            shutdown = getattr(loop, "shutdown_default_executor", None)
+            if shutdown is not None:
+                loop.run_until_complete(shutdown())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+            _sigint.router.release()
+
+
+def _cancel_all_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = asyncio.all_tasks(loop)
+    if not tasks:
+        return
+    for task in tasks:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+    for task in tasks:
+        if task.cancelled():
+            continue
+        exc = task.exception()
+        if exc is not None:
+            loop.call_exception_handler(
+                {
+                    "message": "exception in a task cancelled when its runner closed",
+                    "exception": exc,
+                    "task": task,
+                }
+            )

@@ -1,0 +1,517 @@
+"""``AnyIOTestCase``: unittest's hook points, the async hooks and the cleanups.
+
+Like ``unittest.IsolatedAsyncioTestCase`` this overrides exactly the hook points
+``TestCase.run`` offers (``run``, ``debug``, ``_callSetUp``, ``_callTestMethod``,
+``_callTearDown``, ``_callCleanup``), so results, skips, expected failures and
+subtests stay unittest's own. What differs is where the async code runs: in one
+scope task per test on a runner chosen by ``loop_scope`` (see ``_scopes``).
+"""
+
+from __future__ import annotations
+
+import bdb
+import contextvars
+import sys
+import unittest
+import warnings
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from contextvars import Context
+from typing import Any, ClassVar, Literal, TypeVar
+
+from typing_extensions import ParamSpec
+
+from ._backends import Backend, BackendSpec, ConfigurationError
+from ._driver import CallTimeout, Runner, ScopeTask
+from ._meta import (
+    PARAMETRISED_ATTR,
+    AnyIOTestCaseMeta,
+    env_timeout,
+)
+from ._scopes import Scope, await_object, await_result, current_module_scope, registry
+
+__unittest = True
+
+T = TypeVar("T")
+P = ParamSpec("P")
+LoopScope = Literal["function", "class", "module", "session"]
+LeakedTasks = Literal["fail", "warn", "cancel", "ignore"]
+
+TIMEOUT_ATTR = "__anyio_unittest_timeout__"
+
+
+def timeout(seconds: float | None) -> Callable[[Callable[P, T]], Callable[P, T]]:
+    """Set the time limit of one test method, overriding the class's ``timeout``.
+
+    :param seconds: the limit in seconds, or ``None`` for no limit
+
+    .. code-block:: python
+
+        @anyio_unittest.timeout(30)
+        async def test_slow_handshake(self): ...
+    """
+    from ._meta import timeout_value
+
+    value = timeout_value(seconds, "anyio_unittest.timeout(...)")
+
+    def decorate(fn: Callable[P, T]) -> Callable[P, T]:
+        setattr(fn, TIMEOUT_ATTR, value)
+        return fn
+
+    return decorate
+
+
+def _under_debugger() -> bool:
+    trace = sys.gettrace()
+    return "pydevd" in sys.modules or isinstance(
+        getattr(trace, "__self__", None), bdb.Bdb
+    )
+
+
+class _ClassOfOne(Exception):
+    """Class setup failed while running a test on its own (reported for it)."""
+
+
+class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
+    """A ``unittest.TestCase`` whose ``async def`` tests run on asyncio or trio.
+
+    A drop-in for ``unittest.IsolatedAsyncioTestCase``: the same hooks in the same
+    order, plus async class hooks, a choice of backend and a choice of how long an
+    event loop lives (``loop_scope``).
+    """
+
+    #: the backend: ``"asyncio"`` (default), ``"trio"`` or ``(name, options)``
+    anyio_backend: ClassVar[BackendSpec] = "asyncio"
+    #: several backends: one generated class per entry (``<Class>_<id>``)
+    anyio_backends: ClassVar[Sequence[BackendSpec] | None] = None
+    #: how long a runner lives: a test, a class, a module or the whole run
+    loop_scope: ClassVar[LoopScope] = "function"
+    #: seconds for asyncSetUp + the test, and again for each async teardown step
+    timeout: ClassVar[float | None] = None
+    #: seconds for setUpClass/asyncSetUpClass (and module setup) on this class
+    setup_class_timeout: ClassVar[float | None] = None
+    #: what to do with tasks a test leaves running on a shared runner
+    leaked_tasks: ClassVar[LeakedTasks] = "fail"
+    #: the loop factory of ``IsolatedAsyncioTestCase`` (Python 3.13), for asyncio
+    loop_factory: ClassVar[Callable[[], Any] | None] = None
+    #: for a class with ``anyio_backends``: the generated classes, by backend id
+    anyio_backend_classes: ClassVar[Mapping[str, type[AnyIOTestCase]]] = {}
+
+    _anyio_unittest_backend: ClassVar[Backend | None]
+    _anyio_unittest_hooks: ClassVar[frozenset[str]]
+    _anyio_unittest_task: ScopeTask | None = None
+    _anyio_unittest_context: Context | None = None
+    _anyio_unittest_deadline: float | None = None
+
+    # -- async hooks ---------------------------------------------------------
+
+    async def asyncSetUp(self) -> None:
+        """Run after ``setUp``, in the test's task and context."""
+
+    async def asyncTearDown(self) -> None:
+        """Run before ``tearDown``, in the test's task and context."""
+
+    @classmethod
+    async def asyncSetUpClass(cls) -> None:
+        """Run after ``setUpClass`` on the class's runner (not for ``"function"``)."""
+
+    @classmethod
+    async def asyncTearDownClass(cls) -> None:
+        """Run before ``tearDownClass`` on the class's runner."""
+
+    def addAsyncCleanup(
+        self, func: Callable[P, Awaitable[object]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> None:
+        """Register an async cleanup; it shares ``addCleanup``'s LIFO stack."""
+        self.addCleanup(func, *args, **kwargs)
+
+    async def enterAsyncContext(self, cm: AbstractAsyncContextManager[T]) -> T:
+        """Enter *cm* and register its exit as an async cleanup; return its value."""
+        enter, exit_ = _async_cm_methods(cm)
+        result: T = await enter(cm)
+        self.addAsyncCleanup(exit_, cm, None, None, None)
+        return result
+
+    @classmethod
+    def addAsyncClassCleanup(
+        cls, func: Callable[P, Awaitable[object]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> None:
+        """Register an async class cleanup, run on the class's runner.
+
+        It shares ``addClassCleanup``'s LIFO stack.
+        """
+        if cls.loop_scope == "function":
+            raise ConfigurationError(
+                f"{cls.__qualname__}.addAsyncClassCleanup needs a runner that "
+                f"outlives one test; set loop_scope = 'class' (or 'module' / "
+                f"'session')"
+            )
+        cls.addClassCleanup(cls._anyio_unittest_class_cleanup, func, args, kwargs)
+
+    @classmethod
+    async def enterAsyncClassContext(cls, cm: AbstractAsyncContextManager[T]) -> T:
+        """Enter *cm* on the class's runner; exit it as an async class cleanup."""
+        enter, exit_ = _async_cm_methods(cm)
+        result: T = await enter(cm)
+        cls.addAsyncClassCleanup(exit_, cm, None, None, None)
+        return result
+
+    # -- class scope ---------------------------------------------------------
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        outermost = cls.setUpClass.__func__ is AnyIOTestCase.setUpClass.__func__  # type: ignore[attr-defined]
+        if outermost:
+            cls._anyio_unittest_before_class_setup()
+        super().setUpClass()
+        if outermost:
+            cls._anyio_unittest_after_class_setup()
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        if cls.tearDownClass.__func__ is AnyIOTestCase.tearDownClass.__func__:  # type: ignore[attr-defined]
+            cls._anyio_unittest_before_class_teardown()
+        super().tearDownClass()
+
+    @classmethod
+    def _anyio_unittest_before_class_setup(cls) -> None:
+        cls._anyio_unittest_check_runnable()
+        if cls.loop_scope != "function":
+            # first on the class cleanup stack, so the runner closes last
+            cls.addClassCleanup(registry.close_class, cls)
+
+    @classmethod
+    def _anyio_unittest_after_class_setup(cls) -> None:
+        if cls.loop_scope == "function":
+            cls._anyio_unittest_check_module_hooks()
+            return
+        backend = cls._anyio_unittest_backend
+        assert backend is not None
+        if cls.loop_scope == "class":
+            cls._anyio_unittest_check_module_hooks()
+        registry.open_class(cls, backend, cls.loop_scope)
+        if "asyncSetUpClass" in cls._anyio_unittest_hooks:
+            cls._anyio_unittest_class_call(
+                cls.asyncSetUpClass, timeout=cls._anyio_unittest_setup_timeout()
+            )
+
+    @classmethod
+    def _anyio_unittest_before_class_teardown(cls) -> None:
+        if (
+            cls in registry.classes
+            and "asyncTearDownClass" in cls._anyio_unittest_hooks
+        ):
+            cls._anyio_unittest_class_call(cls.asyncTearDownClass)
+
+    @classmethod
+    def _anyio_unittest_class_call(
+        cls,
+        fn: Callable[..., Any],
+        /,
+        *args: Any,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        scope = registry.classes.get(cls)
+        if scope is None:
+            raise RuntimeError(
+                f"{cls.__qualname__}: class-level async code can only run between "
+                f"setUpClass and the class cleanups"
+            )
+        if kwargs:
+            return scope.call(await_result, fn, *args, timeout=timeout, **kwargs)
+        return scope.call(fn, *args, timeout=timeout)
+
+    @classmethod
+    def _anyio_unittest_class_cleanup(
+        cls, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        cls._anyio_unittest_class_call(await_result, func, *args, **kwargs)
+
+    @classmethod
+    def _anyio_unittest_setup_timeout(cls) -> float | None:
+        if _under_debugger():
+            return None
+        from ._meta import timeout_value
+
+        return timeout_value(cls.setup_class_timeout, "setup_class_timeout")
+
+    @classmethod
+    def _anyio_unittest_check_runnable(cls) -> None:
+        if cls.__dict__.get(PARAMETRISED_ATTR):
+            raise ConfigurationError(
+                f"{cls.__qualname__} declares anyio_backends, so its tests run in "
+                f"the generated classes "
+                f"({', '.join(sorted(cls.anyio_backend_classes)) or 'none selected'}); "
+                f"run those, e.g. {cls.__qualname__}_asyncio"
+            )
+
+    @classmethod
+    def _anyio_unittest_check_module_hooks(cls) -> None:
+        module = sys.modules.get(cls.__module__)
+        for name in ("asyncSetUpModule", "asyncTearDownModule"):
+            if getattr(module, name, None) is not None:
+                raise ConfigurationError(
+                    f"{cls.__module__} defines {name}, which runs on a module or "
+                    f"session runner, but {cls.__qualname__} has loop_scope = "
+                    f"{cls.loop_scope!r}, so it would never run for this class; "
+                    f"set loop_scope = 'module' (or 'session') on it"
+                )
+
+    # -- one test ------------------------------------------------------------
+
+    def _anyio_unittest_open(self) -> Runner | None:
+        """Open this test's task; returns the runner if the test owns it."""
+        cls = type(self)
+        cls._anyio_unittest_check_runnable()
+        backend = cls._anyio_unittest_backend
+        assert backend is not None
+        owned: Runner | None = None
+        if cls.loop_scope == "function":
+            runner = owned = backend.open_runner(f"test {self.id()}")
+            context = contextvars.copy_context()
+        else:
+            scope: Scope = registry.classes[cls]
+            runner = scope.runner
+            context = scope.context.copy()
+        self._anyio_unittest_context = context
+        self._anyio_unittest_task = runner.open_task(context)
+        return owned
+
+    def _anyio_unittest_close(self, owned: Runner | None) -> None:
+        task = self._anyio_unittest_task
+        self._anyio_unittest_task = None
+        self._anyio_unittest_context = None
+        try:
+            if task is not None:
+                task.close()
+        finally:
+            if owned is not None:
+                owned.close()
+
+    def run(
+        self, result: unittest.TestResult | None = None
+    ) -> unittest.TestResult | None:
+        cls = type(self)
+        if cls.loop_scope != "function" and cls not in registry.classes:
+            return self._anyio_unittest_run_alone(result)
+        return self._anyio_unittest_run(result)
+
+    def _anyio_unittest_run(
+        self, result: unittest.TestResult | None
+    ) -> unittest.TestResult | None:
+        if getattr(type(self), "__unittest_skip__", False) or getattr(
+            getattr(self, self._testMethodName, None), "__unittest_skip__", False
+        ):
+            return super().run(result)  # reported as skipped; no runner needed
+        owned = self._anyio_unittest_open()
+        try:
+            return super().run(result)
+        except KeyboardInterrupt:
+            self._anyio_unittest_close(owned)
+            owned = None
+            registry.close_all()
+            raise
+        finally:
+            self._anyio_unittest_close(owned)
+
+    def _anyio_unittest_run_alone(
+        self, result: unittest.TestResult | None
+    ) -> unittest.TestResult | None:
+        # run without class setup (unittest-parallel --level test, an IDE, a bare
+        # TestCase.run()): set the class (and module) scope up for this test
+        # alone, as a class of one, and tear it down after it
+        cls = type(self)
+        if result is None:
+            result = self.defaultTestResult()
+        if getattr(cls, "__unittest_skip__", False):
+            return super().run(result)
+        fresh_module = cls.loop_scope in ("module", "session") and not any(
+            key[0] == cls.__module__ for key in registry.modules
+        )
+        try:
+            cls.setUpClass()
+        except Exception:
+            result.addError(self, sys.exc_info())
+            self._anyio_unittest_class_cleanups(result)
+            return result
+        try:
+            self._anyio_unittest_run(result)
+        finally:
+            try:
+                cls.tearDownClass()
+            except Exception:
+                result.addError(self, sys.exc_info())
+            self._anyio_unittest_class_cleanups(result)
+            if fresh_module:
+                try:
+                    registry.end_module(cls.__module__)
+                except Exception:
+                    result.addError(self, sys.exc_info())
+        return result
+
+    def _anyio_unittest_class_cleanups(self, result: unittest.TestResult) -> None:
+        cls = type(self)
+        cls.doClassCleanups()
+        errors: list[Any] = cls.tearDown_exceptions  # type: ignore[attr-defined]
+        while errors:
+            result.addError(self, errors.pop(0))
+
+    def debug(self) -> None:
+        cls = type(self)
+        alone = cls.loop_scope != "function" and cls not in registry.classes
+        if alone:
+            cls.setUpClass()
+        try:
+            owned = self._anyio_unittest_open()
+            try:
+                super().debug()
+            finally:
+                self._anyio_unittest_close(owned)
+        finally:
+            if alone:
+                try:
+                    cls.tearDownClass()
+                finally:
+                    cls.doClassCleanups()
+
+    # -- unittest's hook points ----------------------------------------------
+
+    def _anyio_unittest_limit(self, phase: str) -> float | None:
+        if _under_debugger():
+            return None
+        method = getattr(self, self._testMethodName, None)
+        value = getattr(method, TIMEOUT_ATTR, _UNSET)
+        if value is _UNSET:
+            value = env_timeout()
+            if value is None:
+                value = type(self).timeout
+        return value  # type: ignore[no-any-return]
+
+    def _anyio_unittest_call(
+        self, phase: str, fn: Callable[..., Any], /, *args: Any
+    ) -> Any:
+        task = self._anyio_unittest_task
+        if task is None:
+            raise RuntimeError(
+                f"{self.id()}: async code can only run while the test runs"
+            )
+        limit = self._anyio_unittest_limit(phase)
+        if limit is None:
+            return task.call(fn, *args)
+        if phase in ("asyncSetUp", "test"):
+            # asyncSetUp and the test share one budget
+            import time
+
+            now = time.monotonic()
+            if phase == "asyncSetUp" or self._anyio_unittest_deadline is None:
+                self._anyio_unittest_deadline = now + limit
+            remaining = max(self._anyio_unittest_deadline - now, 0.0)
+        else:
+            remaining = limit
+        try:
+            return task.call(fn, *args, timeout=remaining)
+        except CallTimeout as exc:
+            shared = " (shared by asyncSetUp and the test)" if phase == "test" else ""
+            raise self.failureException(
+                f"{self.id()} timed out: {phase} exceeded the limit of {limit:g} "
+                f"seconds{shared}; it was waiting at:\n{exc.where or '  (no stack)'}"
+            ) from None
+
+    def _callSetUp(self) -> None:
+        context = self._anyio_unittest_context
+        assert context is not None
+        context.run(self.setUp)
+        if "asyncSetUp" in self._anyio_unittest_hooks:
+            self._anyio_unittest_call("asyncSetUp", self.asyncSetUp)
+
+    def _callTestMethod(self, method: Callable[[], object]) -> None:
+        context = self._anyio_unittest_context
+        assert context is not None
+        result = context.run(method)
+        if isinstance(result, Coroutine) or (
+            result is not None and hasattr(result, "__await__")
+        ):
+            # an async def test, or a sync one returning an awaitable (a sync
+            # decorator around an async test): await it, never let it pass unrun
+            result = self._anyio_unittest_call("test", await_object, result)
+        if result is not None:
+            warnings.warn(
+                f"It is deprecated to return a value that is not None from a "
+                f"test case ({method})",
+                DeprecationWarning,
+                stacklevel=4,
+            )
+
+    def _callTearDown(self) -> None:
+        if "asyncTearDown" in self._anyio_unittest_hooks:
+            self._anyio_unittest_call("asyncTearDown", self.asyncTearDown)
+        context = self._anyio_unittest_context
+        assert context is not None
+        context.run(self.tearDown)
+
+    def _callCleanup(
+        self, function: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> None:
+        context = self._anyio_unittest_context
+        assert context is not None
+        result = context.run(function, *args, **kwargs)
+        if inspect_awaitable(result):
+            self._anyio_unittest_call("cleanup", await_object, result)
+
+
+_UNSET: Any = object()
+
+
+def inspect_awaitable(value: object) -> bool:
+    return isinstance(value, Coroutine) or (
+        value is not None and hasattr(value, "__await__")
+    )
+
+
+def _async_cm_methods(
+    cm: AbstractAsyncContextManager[T],
+) -> tuple[Callable[[Any], Awaitable[T]], Callable[..., Awaitable[Any]]]:
+    cls = type(cm)
+    try:
+        enter = cls.__aenter__
+        exit_ = cls.__aexit__
+    except AttributeError:
+        raise TypeError(
+            f"'{cls.__module__}.{cls.__qualname__}' object does not support the "
+            f"asynchronous context manager protocol"
+        ) from None
+    return enter, exit_
+
+
+def addAsyncModuleCleanup(
+    func: Callable[P, Awaitable[object]], /, *args: P.args, **kwargs: P.kwargs
+) -> None:
+    """Register an async cleanup for the current module runner.
+
+    Call it from ``asyncSetUpModule``, or from a hook of a class with
+    ``loop_scope = "module"`` or ``"session"``; it runs at the module's end, after
+    ``asyncTearDownModule``, on the module's runner, last-in first-out.
+    """
+    scope = current_module_scope.get(None)
+    if scope is None:
+        raise RuntimeError(
+            "addAsyncModuleCleanup() can only be called from asyncSetUpModule or "
+            "from the hooks and tests of a class with loop_scope = 'module' or "
+            "'session'"
+        )
+    scope.add_cleanup(func, args, kwargs)
+
+
+async def enterAsyncModuleContext(cm: AbstractAsyncContextManager[T]) -> T:
+    """Enter *cm* on the module runner and exit it at the module's end.
+
+    Call it from ``asyncSetUpModule``: the context is exited in the same task, so
+    a task group or cancel scope entered here stays valid.
+    """
+    enter, exit_ = _async_cm_methods(cm)
+    if current_module_scope.get(None) is None:
+        addAsyncModuleCleanup(exit_, cm, None, None, None)  # raises the error
+    result: T = await enter(cm)
+    addAsyncModuleCleanup(exit_, cm, None, None, None)
+    return result

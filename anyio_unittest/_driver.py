@@ -1,0 +1,143 @@
+"""What the scope registry needs from a backend, and what both drivers share.
+
+A *runner* is one event loop (asyncio) or one trio run, kept open on the calling
+thread. A *scope task* is one long-lived task on a runner, bound to one
+``contextvars.Context``, that runs the calls it is given one after another. Every
+async hook of a test (``asyncSetUp``, the test, ``asyncTearDown``, async cleanups)
+runs in the same scope task, so a cancel scope or task group entered in
+``asyncSetUp`` can be exited in a cleanup; the same holds for the class and
+module hooks, each in a scope task of their own.
+
+Drivers know nothing about unittest.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Awaitable, Callable
+from contextvars import Context
+from typing import Any, Protocol
+
+import sniffio
+
+__unittest = True
+
+AsyncFn = Callable[..., Awaitable[Any]]
+
+
+class Call:
+    """One call handed to a scope task, and its outcome."""
+
+    __slots__ = (
+        "args",
+        "done",
+        "error",
+        "finished",
+        "fn",
+        "interrupted",
+        "scope",
+        "timed_out",
+        "timeout",
+        "value",
+        "where",
+    )
+
+    def __init__(self, fn: AsyncFn, args: tuple[Any, ...]) -> None:
+        self.fn = fn
+        self.args = args
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.finished = False
+        self.interrupted = False
+        self.timed_out = False
+        self.timeout: float | None = None
+        self.where = ""
+        #: the backend's completion signal and cancel scope, where it has them
+        self.done: Any = None
+        self.scope: Any = None
+
+    def outcome(self) -> Any:
+        """Return the value, or raise what the call raised (dropping our reference)."""
+        if self.interrupted:
+            self.error = None
+            raise KeyboardInterrupt
+        if self.timed_out:
+            self.error = None
+            assert self.timeout is not None
+            raise CallTimeout(self.timeout, self.where)
+        error = self.error
+        if error is not None:
+            self.error = None
+            try:
+                raise error
+            finally:
+                del error
+        return self.value
+
+
+class ScopeTask(Protocol):
+    def call(self, fn: AsyncFn, /, *args: Any, timeout: float | None = None) -> Any:
+        """Run ``await fn(*args)`` in this task and return or raise its outcome.
+
+        :param timeout: seconds after which the call is cancelled and
+            :exc:`TimeoutError` raised (``None``: no limit)
+        """
+
+    def close(self) -> None:
+        """End the task; whatever it started and did not finish is cancelled."""
+
+
+class Runner(Protocol):
+    backend: str
+
+    def open_task(self, context: Context) -> ScopeTask:
+        """Start a scope task whose calls all run in *context*."""
+
+    def close(self) -> None:
+        """Cancel what still runs, finalise async generators, close the loop."""
+
+
+class RunnerConflictError(RuntimeError):
+    """A runner was asked for that cannot coexist with one already open."""
+
+
+class CallTimeout(TimeoutError):
+    """A call was cancelled because its time limit passed."""
+
+    def __init__(self, timeout: float, where: str) -> None:
+        super().__init__(f"timed out after {timeout:g} seconds")
+        self.timeout = timeout
+        #: the formatted stack of the call where the cancellation reached it
+        self.where = where
+
+
+def waiting_at(exc: BaseException) -> str:
+    """Where a cancelled call was waiting: its traceback, without our frames."""
+    frames = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if not f.filename.startswith(_PACKAGE_DIR)
+    ]
+    return "".join(traceback.format_list(frames))
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def library_error(expected: str) -> RuntimeError | None:
+    """The error for every call of a task if the library detected is not ours.
+
+    anyio picks its backend the same way, so a plugin or a patched loop that made
+    a trio test run as asyncio (or the reverse) is caught here, not hidden.
+    """
+    try:
+        found = sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        found = None
+    if found == expected:
+        return None
+    return RuntimeError(
+        f"anyio_unittest started a {expected} runner but the code inside it "
+        f"detects {found!r}: another plugin or loop policy has taken over"
+    )

@@ -1,0 +1,355 @@
+"""Class creation: validation of the class attributes and backend parametrisation.
+
+Everything a user can get wrong in a class statement is checked here, when the
+class is defined, so that a typo fails at import with the class, the attribute
+and the fix named, and never as a puzzling error in the middle of a run.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import sys
+import unittest
+from typing import Any
+
+from ._backends import (
+    BACKENDS_ENV,
+    Backend,
+    ConfigurationError,
+    env_backend_filter,
+    env_default_backend,
+    parse_spec,
+    selected,
+)
+
+__unittest = True
+
+LOOP_SCOPES = ("function", "class", "module", "session")
+LEAKED_TASKS = ("fail", "warn", "cancel", "ignore")
+TIMEOUT_ENV = "ANYIO_UNITTEST_TIMEOUT"
+
+#: private state on the test classes; long names so user attributes can't clash
+BACKEND_ATTR = "_anyio_unittest_backend"
+PARAMETRISED_ATTR = "_anyio_unittest_parametrised"
+SKIP_SET_ATTR = "_anyio_unittest_set_skip"
+HOOKS_ATTR = "_anyio_unittest_hooks"
+
+_SYNC_ONLY = ("setUp", "tearDown", "setUpClass", "tearDownClass")
+_ASYNC_METHODS = ("asyncSetUp", "asyncTearDown")
+_ASYNC_CLASS_HOOKS = ("asyncSetUpClass", "asyncTearDownClass")
+_SYNC_TWIN = {"asyncSetUp": "setUp", "asyncTearDown": "tearDown"}
+
+
+def _is_async(fn: object) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
+
+
+def _fail(cls: type, message: str) -> ConfigurationError:
+    return ConfigurationError(f"{cls.__module__}.{cls.__qualname__}: {message}")
+
+
+def timeout_value(value: object, where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigurationError(
+            f"{where} = {value!r}: a timeout is a positive number of seconds, "
+            f"or None for no limit"
+        )
+    return float(value)
+
+
+def env_timeout() -> float | None:
+    raw = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not raw or raw.lower() == "none":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise ConfigurationError(
+            f"{TIMEOUT_ENV}={raw!r}: give a positive number of seconds (or unset it)"
+        )
+    return value
+
+
+def _check_methods(cls: type, namespace: dict[str, Any]) -> None:
+    for name in _SYNC_ONLY:
+        value = namespace.get(name)
+        fn = getattr(value, "__func__", value)
+        if value is not None and _is_async(fn):
+            hint = (
+                f"rename it async{name[0].upper()}{name[1:]}"
+                if name.endswith("Class") or name in ("setUp", "tearDown")
+                else "make it a plain def"
+            )
+            raise _fail(cls, f"{name} must be a plain (sync) method; {hint}")
+    for name in _ASYNC_METHODS:
+        value = namespace.get(name)
+        if value is not None and not _is_async(value):
+            raise _fail(
+                cls,
+                f"{name} must be defined with 'async def' (sync code goes in "
+                f"{_SYNC_TWIN[name]})",
+            )
+    for name in _ASYNC_CLASS_HOOKS:
+        value = namespace.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, classmethod):
+            raise _fail(
+                cls, f"{name} must be a classmethod: decorate it with @classmethod"
+            )
+        if not _is_async(value.__func__):
+            raise _fail(cls, f"{name} must be defined with 'async def'")
+
+
+def _declares(cls: type, root: type) -> tuple[type, str] | None:
+    """The nearest class (below *root*) that sets anyio_backend(s), and which."""
+    for klass in cls.__mro__:
+        if klass is root or not issubclass(klass, root):
+            continue
+        own = klass.__dict__
+        if "anyio_backend" in own and "anyio_backends" in own:
+            raise _fail(
+                klass,
+                "set either anyio_backend (one backend) or anyio_backends "
+                "(one generated class per backend), not both",
+            )
+        if "anyio_backends" in own:
+            return klass, "anyio_backends"
+        if "anyio_backend" in own:
+            return klass, "anyio_backend"
+    return None
+
+
+def _parse_backends(cls: type, value: object) -> list[Backend]:
+    where = f"{cls.__module__}.{cls.__qualname__}.anyio_backends"
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise ConfigurationError(
+            f"{where} = {value!r}: give a list of backends, e.g. "
+            f"['asyncio', 'trio'] (for one backend set anyio_backend)"
+        )
+    if not value:
+        raise ConfigurationError(
+            f"{where} is empty: list at least one backend, or remove it"
+        )
+    backends = [parse_spec(spec, where) for spec in value]
+    seen: dict[str, Backend] = {}
+    for backend in backends:
+        if backend.id in seen:
+            raise ConfigurationError(
+                f"{where} lists {backend!r} twice (as {backend.id}); remove one"
+            )
+        seen[backend.id] = backend
+    return backends
+
+
+def has_tests(cls: type) -> bool:
+    loader = unittest.TestLoader()
+    prefix = loader.testMethodPrefix
+    return any(
+        name.startswith(prefix) and callable(getattr(cls, name, None))
+        for name in type.__dir__(cls)
+    )
+
+
+def configure(cls: type, root: type, namespace: dict[str, Any]) -> None:
+    """Validate *cls* and give it its backend, or generate one class per backend."""
+    _check_methods(cls, namespace)
+    loop_scope = getattr(cls, "loop_scope", "function")
+    if loop_scope not in LOOP_SCOPES:
+        raise _fail(
+            cls,
+            f"loop_scope = {loop_scope!r} is not a scope; use one of "
+            f"{', '.join(map(repr, LOOP_SCOPES))}",
+        )
+    leaked = getattr(cls, "leaked_tasks", "fail")
+    if leaked not in LEAKED_TASKS:
+        raise _fail(
+            cls,
+            f"leaked_tasks = {leaked!r}; use one of "
+            f"{', '.join(map(repr, LEAKED_TASKS))}",
+        )
+    timeout_value(getattr(cls, "timeout", None), f"{cls.__qualname__}.timeout")
+    for name in ("setup_class_timeout",):
+        timeout_value(getattr(cls, name, None), f"{cls.__qualname__}.{name}")
+    if loop_scope == "function":
+        for name in _ASYNC_CLASS_HOOKS:
+            if getattr(cls, name).__func__ is not getattr(root, name).__func__:
+                raise _fail(
+                    cls,
+                    f"{name} needs a runner that outlives one test, but "
+                    f"loop_scope is 'function'; set loop_scope = 'class' (or "
+                    f"'module' / 'session')",
+                )
+    loop_factory = getattr(cls, "loop_factory", None)
+    if loop_factory is not None and not callable(loop_factory):
+        raise _fail(cls, f"loop_factory = {loop_factory!r} must be a callable or None")
+
+    setattr(
+        cls,
+        HOOKS_ATTR,
+        frozenset(
+            name
+            for name in ("asyncSetUp", "asyncTearDown", *_ASYNC_CLASS_HOOKS)
+            if getattr(getattr(cls, name), "__func__", getattr(cls, name))
+            is not getattr(getattr(root, name), "__func__", getattr(root, name))
+        ),
+    )
+
+    declared = _declares(cls, root)
+    keep = env_backend_filter()
+    if declared is not None and declared[1] == "anyio_backends":
+        backends = _parse_backends(declared[0], declared[0].__dict__["anyio_backends"])
+        setattr(cls, PARAMETRISED_ATTR, True)
+        setattr(cls, BACKEND_ATTR, None)
+        cls.__test__ = False  # type: ignore[attr-defined]  # pytest: collect the generated classes
+        _set_skip(cls, None)
+        generated = {}
+        if has_tests(cls):
+            for backend in backends:
+                if selected(backend, keep):
+                    generated[backend.id] = _generate(cls, backend, declared[0])
+        cls.anyio_backend_classes = generated  # type: ignore[attr-defined]
+        return
+
+    setattr(cls, PARAMETRISED_ATTR, False)
+    cls.__test__ = True  # type: ignore[attr-defined]
+    if declared is not None:
+        where = f"{declared[0].__module__}.{declared[0].__qualname__}.anyio_backend"
+        backend = parse_spec(declared[0].__dict__["anyio_backend"], where)
+    else:
+        backend = env_default_backend() or Backend("asyncio", {})
+    if loop_factory is not None:
+        if backend.name != "asyncio":
+            raise _fail(
+                cls,
+                f"loop_factory is an asyncio setting but the backend is "
+                f"{backend.name!r}; remove loop_factory or use the asyncio backend",
+            )
+        if "loop_factory" not in backend.options:
+            backend = parse_spec(
+                (backend.name, {**backend.options, "loop_factory": loop_factory}),
+                f"{cls.__qualname__}.loop_factory",
+            )
+    setattr(cls, BACKEND_ATTR, backend)
+    reason = backend.unavailable_reason()
+    if reason is None and not selected(backend, keep):
+        reason = (
+            f"{BACKENDS_ENV}={os.environ.get(BACKENDS_ENV)!r} excludes the "
+            f"{backend.id} backend"
+        )
+    _set_skip(cls, reason)
+
+
+def _set_skip(cls: type, reason: str | None) -> None:
+    if reason is not None:
+        cls.__unittest_skip__ = True  # type: ignore[attr-defined]
+        cls.__unittest_skip_why__ = reason  # type: ignore[attr-defined]
+        setattr(cls, SKIP_SET_ATTR, True)
+    elif getattr(cls, SKIP_SET_ATTR, False):
+        # inherited from a class we skipped: this one can run
+        cls.__unittest_skip__ = False  # type: ignore[attr-defined]
+        setattr(cls, SKIP_SET_ATTR, False)
+
+
+def _generate(cls: type, backend: Backend, declaring: type) -> type:
+    name = f"{cls.__name__}_{backend.id}"
+    qualname = cls.__qualname__.rpartition(".")[0]
+    qualname = f"{qualname}.{name}" if qualname else name
+    spec: Any = (backend.name, backend.options) if backend.options else backend.name
+    namespace: dict[str, Any] = {
+        "anyio_backend": spec,
+        "__module__": cls.__module__,
+        "__qualname__": qualname,
+        "__doc__": cls.__doc__,
+    }
+    generated = type(cls)(name, (cls,), namespace)
+    module = sys.modules.get(cls.__module__)
+    if module is not None and "<locals>" not in qualname and "." not in qualname:
+        existing = getattr(module, name, None)
+        if existing is not None and not getattr(
+            existing, "_anyio_unittest_generated", False
+        ):
+            raise _fail(
+                cls,
+                f"the class generated for backend {backend.id} would be named "
+                f"{name}, but the module already has {name}; rename one of them",
+            )
+        setattr(module, name, generated)
+    generated._anyio_unittest_generated = True  # type: ignore[attr-defined]
+    return generated
+
+
+def _wrap_setup(cls: type, original: object) -> classmethod[Any, [], None]:
+    if not isinstance(original, classmethod):
+        raise _fail(
+            cls, "setUpClass must be a classmethod: decorate it with @classmethod"
+        )
+    user = original.__func__
+
+    def setUpClass(klass: Any) -> None:
+        outermost = klass.setUpClass.__func__ is setUpClass
+        if outermost:
+            klass._anyio_unittest_before_class_setup()
+        user(klass)
+        if outermost:
+            klass._anyio_unittest_after_class_setup()
+
+    functools.update_wrapper(setUpClass, user)
+    return classmethod(setUpClass)
+
+
+def _wrap_teardown(cls: type, original: object) -> classmethod[Any, [], None]:
+    if not isinstance(original, classmethod):
+        raise _fail(
+            cls, "tearDownClass must be a classmethod: decorate it with @classmethod"
+        )
+    user = original.__func__
+
+    def tearDownClass(klass: Any) -> None:
+        if klass.tearDownClass.__func__ is tearDownClass:
+            klass._anyio_unittest_before_class_teardown()
+        user(klass)
+
+    functools.update_wrapper(tearDownClass, user)
+    return classmethod(tearDownClass)
+
+
+class AnyIOTestCaseMeta(type):
+    """Validates each test class when it is defined and expands ``anyio_backends``.
+
+    A class that sets ``anyio_backends`` gets one subclass per backend, named
+    ``<Class>_<backend id>`` and put in its module beside it; the class itself
+    then shows no tests to unittest or pytest.
+    """
+
+    _root: type | None = None
+
+    def __init__(
+        cls, name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kw: Any
+    ) -> None:
+        super().__init__(name, bases, namespace, **kw)
+        root = AnyIOTestCaseMeta._root
+        if root is None:  # AnyIOTestCase itself
+            AnyIOTestCaseMeta._root = cls
+            return
+        # wrap first: configure() generates subclasses, which must inherit them
+        if "setUpClass" in namespace:
+            setattr(cls, "setUpClass", _wrap_setup(cls, namespace["setUpClass"]))  # noqa: B010
+        if "tearDownClass" in namespace:
+            wrapped = _wrap_teardown(cls, namespace["tearDownClass"])
+            setattr(cls, "tearDownClass", wrapped)  # noqa: B010
+        configure(cls, root, namespace)
+
+    def __dir__(cls) -> list[str]:
+        names = type.__dir__(cls)
+        if cls.__dict__.get(PARAMETRISED_ATTR):
+            # unittest's and pytest's loaders list test methods with dir()
+            prefix = unittest.TestLoader.testMethodPrefix
+            names = [n for n in names if not n.startswith(prefix)]
+        return list(names)

@@ -1,0 +1,252 @@
+"""The registry of shared runners, and every way they are closed.
+
+A :class:`Scope` is one level of sharing (a session, a module or a class): a
+``contextvars.Context``, a runner (its own, or borrowed from the level above)
+and a scope task for its async hooks, opened on first use. Contexts are layered:
+a module's context is a copy of the session's, a class's a copy of its module's,
+a test's a copy of its class's, so what a level sets is seen below it and never
+beside it.
+
+Where runners end:
+
+* class scope: in the class's first-registered class cleanup, so after
+  ``tearDownClass`` and every other class cleanup, and also when class setup
+  fails (unittest and pytest both run class cleanups then);
+* module scope: at the module's end, through ``unittest.addModuleCleanup`` under
+  unittest, through the pytest plugin under pytest (pytest ignores module
+  cleanups);
+* session scope: at pytest's session end, or at interpreter exit;
+* all of them on ``KeyboardInterrupt`` and at interpreter exit, whatever is left.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextvars
+import inspect
+import sys
+import unittest
+from collections.abc import Awaitable, Callable
+from contextvars import Context, ContextVar
+from typing import Any
+
+from ._backends import Backend, ConfigurationError
+from ._driver import Runner, ScopeTask
+
+__unittest = True
+
+
+async def await_result(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """Call *fn* and await what it returns if that is awaitable."""
+    result = fn(*args, **kwargs)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+async def await_object(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+class Scope:
+    def __init__(
+        self, label: str, runner: Runner, owns_runner: bool, context: Context
+    ) -> None:
+        self.label = label
+        self.runner = runner
+        self.owns_runner = owns_runner
+        self.context = context
+        self._task: ScopeTask | None = None
+
+    def call(
+        self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None
+    ) -> Any:
+        task = self._task
+        if task is None:
+            task = self._task = self.runner.open_task(self.context)
+        return task.call(fn, *args, timeout=timeout)
+
+    def close(self) -> None:
+        task, self._task = self._task, None
+        try:
+            if task is not None:
+                task.close()
+        finally:
+            if self.owns_runner:
+                self.runner.close()
+
+
+class ModuleScope(Scope):
+    """A module's share of a module or session runner, with its async hooks."""
+
+    def __init__(
+        self,
+        module: str,
+        backend: Backend,
+        label: str,
+        runner: Runner,
+        owns_runner: bool,
+        context: Context,
+    ) -> None:
+        super().__init__(label, runner, owns_runner, context)
+        self.module = module
+        self.backend = backend
+        self.cleanups: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]]
+        self.cleanups = []
+        self.set_up = False
+        self.setup_error: BaseException | None = None
+
+    def add_cleanup(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        self.cleanups.append((fn, args, kwargs))
+
+    def end(self) -> None:
+        """asyncTearDownModule, then the module cleanups (LIFO), then close."""
+        errors: list[BaseException] = []
+        module = sys.modules.get(self.module)
+        teardown = getattr(module, "asyncTearDownModule", None)
+        try:
+            if self.set_up and teardown is not None:
+                try:
+                    self.call(teardown)
+                except Exception as exc:
+                    errors.append(exc)
+            while self.cleanups:
+                fn, args, kwargs = self.cleanups.pop()
+                try:
+                    self.call(await_result, fn, *args, **kwargs)
+                except Exception as exc:
+                    errors.append(exc)
+        finally:
+            self.close()
+        if errors:
+            raise errors[0]
+
+
+#: the module scope the current code runs under (set in each module context)
+current_module_scope: ContextVar[ModuleScope] = ContextVar(
+    "anyio_unittest.module_scope"
+)
+
+
+class Registry:
+    def __init__(self) -> None:
+        self.sessions: list[tuple[Backend, Scope]] = []
+        self.modules: dict[tuple[str, str, Backend], ModuleScope] = {}
+        self.classes: dict[type, Scope] = {}
+        #: set by the pytest plugin, which ends modules itself
+        self.pytest_ends_modules = False
+        self._modules_with_cleanup: set[str] = set()
+        atexit.register(self.close_all)
+
+    # sessions ---------------------------------------------------------------
+
+    def session(self, backend: Backend) -> Scope:
+        for known, scope in self.sessions:
+            if known == backend:
+                return scope
+        label = f"session runner ({backend.id})"
+        runner = backend.open_runner(label)
+        scope = Scope(label, runner, True, contextvars.copy_context())
+        self.sessions.append((backend, scope))
+        return scope
+
+    # modules ----------------------------------------------------------------
+
+    def module(self, module: str, backend: Backend, loop_scope: str) -> ModuleScope:
+        key = (module, loop_scope, backend)
+        scope = self.modules.get(key)
+        if scope is None:
+            scope = self._open_module(module, backend, loop_scope)
+        if scope.setup_error is not None:
+            raise ConfigurationError(
+                f"asyncSetUpModule of {module} failed for the {backend.id} "
+                f"runner (reported with the module's first class)"
+            ) from scope.setup_error
+        return scope
+
+    def _open_module(
+        self, module: str, backend: Backend, loop_scope: str
+    ) -> ModuleScope:
+        if loop_scope == "session":
+            parent = self.session(backend)
+            runner, owns, context = parent.runner, False, parent.context.copy()
+            label = f"{module} on the session runner ({backend.id})"
+        else:
+            label = f"module runner of {module} ({backend.id})"
+            runner, owns = backend.open_runner(label), True
+            context = contextvars.copy_context()
+        scope = ModuleScope(module, backend, label, runner, owns, context)
+        context.run(current_module_scope.set, scope)
+        self.modules[(module, loop_scope, backend)] = scope
+        if not self.pytest_ends_modules and module not in self._modules_with_cleanup:
+            self._modules_with_cleanup.add(module)
+            unittest.addModuleCleanup(self.end_module, module)
+        setup = getattr(sys.modules.get(module), "asyncSetUpModule", None)
+        if setup is not None:
+            try:
+                scope.call(setup)
+            except BaseException as exc:
+                scope.setup_error = exc
+                raise
+        scope.set_up = True
+        return scope
+
+    def end_module(self, module: str) -> None:
+        """End every module scope of *module*; raise the first error."""
+        self._modules_with_cleanup.discard(module)
+        errors: list[BaseException] = []
+        for key in [k for k in self.modules if k[0] == module]:
+            scope = self.modules.pop(key)
+            try:
+                scope.end()
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    # classes ----------------------------------------------------------------
+
+    def open_class(self, cls: type, backend: Backend, loop_scope: str) -> Scope:
+        label = f"{cls.__module__}.{cls.__qualname__}"
+        if loop_scope == "class":
+            runner = backend.open_runner(f"class runner of {label}")
+            scope = Scope(label, runner, True, contextvars.copy_context())
+        else:
+            module = self.module(cls.__module__, backend, loop_scope)
+            scope = Scope(label, module.runner, False, module.context.copy())
+        self.classes[cls] = scope
+        return scope
+
+    def close_class(self, cls: type) -> None:
+        scope = self.classes.pop(cls, None)
+        if scope is not None:
+            scope.close()
+
+    # everything -------------------------------------------------------------
+
+    def close_all(self) -> None:
+        """Close every scope still open: classes, modules, then sessions."""
+        errors: list[BaseException] = []
+        for cls in list(self.classes):
+            try:
+                self.close_class(cls)
+            except Exception as exc:
+                errors.append(exc)
+        for module in {key[0] for key in self.modules}:
+            try:
+                self.end_module(module)
+            except Exception as exc:
+                errors.append(exc)
+        while self.sessions:
+            _, scope = self.sessions.pop()
+            try:
+                scope.close()
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
+registry = Registry()

@@ -1,0 +1,68 @@
+"""Ctrl-C while runners are open.
+
+Python's default SIGINT handler raises ``KeyboardInterrupt`` wherever the main
+thread happens to be. Inside an event loop's own machinery that can leave a task
+half-stepped and the loop unusable for the teardown that must still run; trio's
+handler, installed by a guest run, instead defers a Ctrl-C that lands in host code
+until the run's next tick, so a Ctrl-C during a long *sync* ``setUp`` would wait
+for the next async call. Neither is what a test runner wants, so while any runner
+is open we install one handler for the whole process (not once per call: swapping
+handlers costs ~70 µs a call, see ``asyncio.Runner``):
+
+* while a call is being driven, the first Ctrl-C cancels that call through its
+  backend's thread- and signal-safe entry point; the call ends, its
+  ``KeyboardInterrupt`` is raised on the host, and the async teardown that follows
+  can still run;
+* in sync code, or on a second Ctrl-C, ``KeyboardInterrupt`` is raised at once.
+
+The handler is installed only if SIGINT has Python's default handler, so a
+handler of the user's or of ``python -m unittest -c`` is chained, never replaced.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+__unittest = True
+
+
+class _Router:
+    def __init__(self) -> None:
+        self.users = 0
+        self.previous: Any = None
+        self.installed = False
+        #: set by a driver while it drives a call: schedules that call's cancellation
+        self.interrupt_current: Callable[[], None] | None = None
+        self.interrupting = False
+
+    def handler(self, signum: int, frame: FrameType | None) -> None:
+        interrupt = self.interrupt_current
+        if interrupt is None or self.interrupting:
+            raise KeyboardInterrupt
+        self.interrupting = True
+        interrupt()
+
+    def acquire(self) -> None:
+        self.users += 1
+        if (
+            self.users == 1
+            and threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
+            self.previous = signal.signal(signal.SIGINT, self.handler)
+            self.installed = True
+
+    def release(self) -> None:
+        self.users -= 1
+        if self.users == 0 and self.installed:
+            self.installed = False
+            self.interrupting = False
+            if signal.getsignal(signal.SIGINT) == self.handler:
+                signal.signal(signal.SIGINT, self.previous)
+
+
+router = _Router()

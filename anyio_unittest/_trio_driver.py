@@ -1,0 +1,311 @@
+"""The trio driver: a trio run in guest mode, hosted by the calling thread.
+
+This is more complicated than ``trio.run`` because the run has to outlive every
+call into it: unittest calls ``setUp``, the test and ``tearDown`` one after
+another from sync code, and a class-scoped run must survive between tests. So
+the run is started with ``trio.lowlevel.start_guest_run`` and the *host loop* is
+simply a ``queue.SimpleQueue`` of callbacks that this thread pumps, and only
+while it waits for a call to finish. Between calls nothing is pumped and the run
+is frozen, as an asyncio loop is between ``run_until_complete`` calls.
+
+Handing a call to the run must not cost a thread hop. ``TrioToken.run_sync_soon``
+would wake trio's I/O thread, which then hands the next tick back to us (~30 µs a
+call). Instead, the task that finished the last call (the run's main task before
+the first call) stays runnable, looping on ``checkpoint()``, and so the next tick
+is always in our queue when the host stops pumping. The next call only sets a
+field and resumes pumping: if it is for that same task, it runs in the very next
+tick; otherwise that task performs the request (spawning or waking the target)
+and parks. It only ever spins while the host is not pumping, so a test waiting on
+I/O or a timer never meets a busy loop.
+
+Scope tasks are system tasks because only ``spawn_system_task`` takes the
+context to run in (``Nursery.start_soon`` copies the caller's). They catch every
+exception of the calls they run, so a failing test can never crash the run.
+
+trio allows one run per thread, guest runs included. A second runner asked for on
+this thread with the same options is a *view* on the run already open (its scope
+tasks are its own, trio's run-level state is shared); with other options it is a
+:class:`RunnerConflictError`. The run ends when its last view is closed.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+from collections.abc import Callable
+from contextvars import Context
+from functools import partial
+from typing import Any
+
+import outcome
+import trio
+
+from . import _sigint
+from ._driver import AsyncFn, Call, RunnerConflictError, library_error, waiting_at
+
+__unittest = True
+
+#: options passed to the trio run (the host-loop arguments are ours)
+OPTIONS = frozenset(
+    {
+        "clock",
+        "instruments",
+        "restrict_keyboard_interrupt_to_checkpoints",
+        "strict_exception_groups",
+    }
+)
+
+_STOP = object()
+
+
+class _Run:
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.options = options
+        self.owners: list[str] = []
+        self._queue: queue.SimpleQueue[Callable[[], object]] = queue.SimpleQueue()
+        self._request: Any = None
+        self._closing: list[TrioScopeTask] = []
+        self.live: set[TrioScopeTask] = set()
+        self._main_wakeup: trio.Event | None = None
+        self._stopping = False
+        self._token: trio.lowlevel.TrioToken | None = None
+        self.result: outcome.Outcome[None] | None = None
+        _sigint.router.acquire()
+        try:
+            trio.lowlevel.start_guest_run(
+                self._dispatch,
+                run_sync_soon_threadsafe=self._queue.put,
+                run_sync_soon_not_threadsafe=self._queue.put,
+                done_callback=self._on_done,
+                **options,
+            )
+            self._pump(lambda: self._token is not None)
+        except BaseException:
+            _sigint.router.release()
+            raise
+
+    @property
+    def alive(self) -> bool:
+        return self.result is None
+
+    def _on_done(self, result: outcome.Outcome[None]) -> None:
+        self.result = result
+
+    def _pump(self, until: Callable[[], bool]) -> None:
+        get = self._queue.get
+        while not until():
+            if self.result is not None:
+                raise RuntimeError("the trio run ended while a call was in progress")
+            get()()
+
+    async def _dispatch(self) -> None:
+        self._main_wakeup = trio.Event()
+        self._token = trio.lowlevel.current_trio_token()
+        while await self.wait_next(None) is not _STOP:
+            pass
+
+    async def wait_next(self, task: TrioScopeTask | None) -> Any:
+        """Park *task* (``None``: the main task) until it has a call to run.
+
+        Returns the call, or ``None`` when the task has been closed (for the main
+        task: ``_STOP`` when the run must end).
+        """
+        while True:
+            if task is not None and task.next is not None:
+                call, task.next = task.next, None
+                self._request = None  # it was our own wake-up
+                return call
+            request = self._request
+            if request is None:
+                await trio.lowlevel.checkpoint()
+                continue
+            self._request = None
+            while self._closing:
+                self._closing.pop().end()
+            if request is _STOP:
+                for left in list(self.live):
+                    left.end()
+                self._stopping = True
+                if task is None:
+                    return _STOP
+                assert self._main_wakeup is not None
+                self._main_wakeup.set()
+            else:
+                request()
+            if task is not None and task.ended:
+                return None
+            wakeup = trio.Event()
+            if task is None:
+                self._main_wakeup = wakeup
+            else:
+                task.wakeup = wakeup
+            await wakeup.wait()
+            if task is None:
+                if self._stopping:
+                    return _STOP
+            elif task.ended:
+                return None
+
+    def drive(self, request: Callable[[], object], call: Call) -> Any:
+        self._request = request
+        router = _sigint.router
+        router.interrupt_current = partial(self._interrupt, call)
+        try:
+            self._pump(lambda: call.finished)
+        finally:
+            router.interrupt_current = None
+        return call.outcome()
+
+    def _interrupt(self, call: Call) -> None:
+        call.interrupted = True
+        assert self._token is not None
+        self._token.run_sync_soon(self._cancel_call, call)
+
+    @staticmethod
+    def _cancel_call(call: Call) -> None:
+        if call.scope is not None:
+            call.scope.cancel()
+
+    def close_task(self, task: TrioScopeTask) -> None:
+        self._closing.append(task)
+
+    def stop(self) -> None:
+        if self.result is None:
+            self._request = _STOP
+            try:
+                self._pump(lambda: self.result is not None)
+            finally:
+                _sigint.router.release()
+        assert self.result is not None
+        self.result.unwrap()
+
+
+class TrioScopeTask:
+    def __init__(self, run: _Run, context: Context) -> None:
+        self._run = run
+        self._context = context
+        self._started = False
+        self._closed = False
+        #: the call handed to this task, and its wake-up while it is parked
+        self.next: Call | None = None
+        self.wakeup: trio.Event | None = None
+        self.ended = False
+
+    async def _main(self, call: Call | None) -> None:
+        # One cancel scope for the task's whole life, not one per call: a task
+        # group entered by asyncSetUp and exited by a cleanup lives inside it,
+        # and trio (rightly) refuses to exit a scope around a still-open one.
+        # So a time limit is this scope's deadline, and once it has passed the
+        # rest of the task's code runs cancelled, as trio code expects.
+        run = self._run
+        wrong_library = library_error("trio")
+        reported = False
+        with trio.CancelScope() as scope:
+            while call is not None:
+                call.scope = scope
+                if call.timeout is not None and not scope.cancel_called:
+                    scope.deadline = trio.current_time() + call.timeout
+                try:
+                    if wrong_library is not None:
+                        raise wrong_library
+                    call.value = await call.fn(*call.args)
+                except (
+                    BaseException
+                ) as exc:  # reported on the host, as unittest expects
+                    call.error = exc
+                if scope.cancel_called:
+                    if not reported:
+                        reported = True
+                        if not call.interrupted:
+                            call.timed_out = True
+                            if call.error is not None:
+                                call.where = waiting_at(call.error)
+                    elif isinstance(call.error, trio.Cancelled):
+                        call.error = None  # the cancellation was reported already
+                elif call.timeout is not None:
+                    scope.deadline = math.inf
+                call.scope = None
+                call.finished = True
+                with trio.CancelScope(shield=True):
+                    # a task group of the user's that got cancelled must not
+                    # take this loop down: its exit still has to be called
+                    call = await run.wait_next(self)
+
+    def wake(self) -> None:
+        if self.wakeup is not None:
+            self.wakeup.set()
+
+    def end(self) -> None:
+        self.ended = True
+        self._run.live.discard(self)
+        self.wake()
+
+    def call(self, fn: AsyncFn, /, *args: Any, timeout: float | None = None) -> Any:
+        if self._closed:
+            raise RuntimeError("this scope task has ended")
+        call = Call(fn, args)
+        call.timeout = timeout
+        request: Callable[[], object]
+        if self._started:
+            self.next = call
+            request = self.wake
+        else:
+            self._started = True
+            self._run.live.add(self)
+            request = partial(
+                trio.lowlevel.spawn_system_task,
+                self._main,
+                call,
+                context=self._context,
+                name="anyio_unittest scope task",
+            )
+        return self._run.drive(request, call)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if self._started and self._run.alive:
+                # handled with the next request: no tick is needed now
+                self._run.close_task(self)
+
+
+_local = threading.local()
+
+
+class TrioRunner:
+    """One owner's view of the trio run open on this thread."""
+
+    backend = "trio"
+
+    def __init__(self, options: dict[str, Any], owner: str) -> None:
+        run: _Run | None = getattr(_local, "run", None)
+        if run is not None and not run.alive:
+            run = None
+        if run is None:
+            run = _local.run = _Run(options)
+        elif run.options != options:
+            raise RunnerConflictError(
+                f"{owner} asks for a trio run with options {options!r}, but trio "
+                f"allows one run per thread and the one open (for "
+                f"{', '.join(run.owners)}) has options {run.options!r}; give both "
+                f"the same trio options, or run them in separate processes"
+            )
+        run.owners.append(owner)
+        self._run = run
+        self._owner = owner
+        self._closed = False
+
+    def open_task(self, context: Context) -> TrioScopeTask:
+        return TrioScopeTask(self._run, context)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        run = self._run
+        run.owners.remove(self._owner)
+        if not run.owners:
+            if getattr(_local, "run", None) is run:
+                _local.run = None
+            run.stop()
