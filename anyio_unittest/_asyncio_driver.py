@@ -16,17 +16,20 @@ import asyncio
 import contextlib
 import contextvars
 import sys
+import traceback
+import weakref
 from collections.abc import Callable
 from contextvars import Context
 from functools import partial
 from typing import Any
 
 from . import _sigint
-from ._driver import AsyncFn, Call, library_error, waiting_at
+from ._driver import OWNER, AsyncFn, Call, library_error, waiting_at
 
 __unittest = True
 
 _TASK_CONTEXT = sys.version_info >= (3, 11)
+_TASK_GET_CONTEXT = sys.version_info >= (3, 12)
 
 #: the option names ``anyio.run`` and anyio's pytest plugin accept for asyncio
 OPTIONS = frozenset({"debug", "use_uvloop", "loop_factory"})
@@ -44,6 +47,20 @@ class AsyncioScopeTask:
         self._context = context
         self._task: asyncio.Task[None] | None = None
         self._inbox: asyncio.Future[Call | None] | None = None
+        context.run(OWNER.set, self)
+
+    def leaked_tasks(self, everything: bool = False) -> list[Any]:
+        owner = self._runner.owner_of
+        return [
+            task
+            for task in asyncio.all_tasks(self._runner.loop)
+            if task is not self._task and (everything or owner(task) is self)
+        ]
+
+    def cancel_tasks(self, tasks: list[Any]) -> list[BaseException]:
+        if not tasks:
+            return []
+        return self.call(_cancel_and_wait, tasks)  # type: ignore[no-any-return]
 
     async def _main(self, call: Call | None) -> None:
         loop = self._runner.loop
@@ -138,6 +155,18 @@ class AsyncioScopeTask:
         self._inbox = None
 
 
+async def _cancel_and_wait(tasks: list[asyncio.Task[Any]]) -> list[BaseException]:
+    for task in tasks:
+        task.cancel()
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    return [
+        exc
+        for exc in outcomes
+        if isinstance(exc, BaseException)
+        and not isinstance(exc, asyncio.CancelledError)
+    ]
+
+
 def _copy_back(snapshot: Context, context: Context) -> None:
     for var, value in snapshot.items():
         if context.get(var, _MISSING) is not value:
@@ -159,12 +188,43 @@ class AsyncioRunner:
     ) -> None:
         if loop_factory is None:
             loop_factory = _uvloop_factory() if use_uvloop else asyncio.new_event_loop
-        self.loop = loop_factory()
+        self.loop = loop = loop_factory()
         if debug is not None:
             # None keeps asyncio's own default: PYTHONASYNCIODEBUG and -X dev
-            self.loop.set_debug(debug)
+            loop.set_debug(debug)
+        self._errors: list[str] = []
+        loop.set_exception_handler(self._record_error)
+        self.owner_of: Callable[[asyncio.Task[Any]], object] = _context_owner
+        if not _TASK_GET_CONTEXT:
+            # before 3.12 a task's context can't be read: note its owner at birth
+            owners: weakref.WeakKeyDictionary[asyncio.Task[Any], object]
+            owners = weakref.WeakKeyDictionary()
+            self.owner_of = lambda task: owners.get(task)
+            inner = loop.get_task_factory()
+
+            def factory(loop: Any, coro: Any, **kwargs: Any) -> Any:
+                if inner is not None:
+                    task = inner(loop, coro, **kwargs)
+                else:
+                    task = asyncio.Task(coro, loop=loop, **kwargs)
+                context = kwargs.get("context") or contextvars.copy_context()
+                owners[task] = context.get(OWNER, None)  # type: ignore[index]
+                return task
+
+            loop.set_task_factory(factory)
         _sigint.router.acquire()
         asyncio.set_event_loop(self.loop)
+
+    can_cancel_tasks = True
+
+    def _record_error(
+        self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]
+    ) -> None:
+        self._errors.append(format_loop_error(context))
+
+    def take_errors(self) -> list[str]:
+        errors, self._errors = self._errors, []
+        return errors
 
     def open_task(self, context: Context) -> AsyncioScopeTask:
         asyncio.set_event_loop(self.loop)
@@ -184,6 +244,24 @@ class AsyncioRunner:
             asyncio.set_event_loop(None)
             loop.close()
             _sigint.router.release()
+
+
+def _context_owner(task: asyncio.Task[Any]) -> object:
+    return task.get_context().get(OWNER, None)  # type: ignore[attr-defined,unused-ignore]
+
+
+def format_loop_error(context: dict[str, Any]) -> str:
+    """What asyncio's default handler would log, as text for a test report."""
+    lines = [str(context.get("message") or "unhandled error in the event loop")]
+    for key in ("task", "future", "handle"):
+        if key in context:
+            lines.append(f"{key}: {context[key]!r}")
+    exc = context.get("exception")
+    if isinstance(exc, BaseException):
+        lines.append(
+            "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        )
+    return "\n".join(lines)
 
 
 def _cancel_all_tasks(loop: asyncio.AbstractEventLoop) -> None:

@@ -179,15 +179,34 @@ def parse_spec(spec: object, where: str) -> Backend:
     return Backend(name, options)
 
 
+def _possible_id(text: str) -> bool:
+    """Whether *text* is a backend name or could be an id that _make_id made."""
+    name, _, rest = text.partition("_")
+    checks = _CHECKS.get(name)
+    if checks is None:
+        return False
+    if not rest:
+        return True
+    words = [w for key in checks() for w in (key, f"no_{key}")]
+    if name == "asyncio":  # use_uvloop=True gives "uvloop", False nothing
+        words = [w for w in words if not w.endswith("use_uvloop")] + ["uvloop"]
+    return any(rest == w or rest.startswith(f"{w}_") for w in words)
+
+
 def env_backend_filter() -> frozenset[str] | None:
     """The backend names or ids ``ANYIO_UNITTEST_BACKENDS`` keeps (None: all)."""
     raw = os.environ.get(BACKENDS_ENV, "").strip()
     if not raw:
         return None
     names = [n.strip() for n in raw.split(",") if n.strip()]
+    if not names:
+        raise ConfigurationError(
+            f"{BACKENDS_ENV}={raw!r} lists no backend: give a comma-separated "
+            f"list such as 'asyncio,trio' (or unset it to run all backends)"
+        )
     for n in names:
-        base = n.split("_", 1)[0]
-        if base not in _CHECKS:
+        if not _possible_id(n):
+            # a typo such as 'asyncio_uvlop' would otherwise select nothing
             raise ConfigurationError(
                 f"{BACKENDS_ENV}={raw!r}: unknown backend {n!r}; give a "
                 f"comma-separated list of 'asyncio', 'trio' or generated ids "

@@ -13,6 +13,7 @@ import bdb
 import contextvars
 import sys
 import unittest
+import traceback
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -22,7 +23,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 from typing_extensions import ParamSpec
 
 from ._backends import Backend, BackendSpec, ConfigurationError
-from ._driver import CallTimeout, Runner, ScopeTask
+from ._driver import CallTimeout, Runner, ScopeTask, describe_task
 from ._meta import (
     PARAMETRISED_ATTR,
     AnyIOTestCaseMeta,
@@ -88,8 +89,9 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
     loop_scope: ClassVar[LoopScope] = "function"
     #: seconds for asyncSetUp + the test, and again for each async teardown step
     timeout: ClassVar[float | None] = None
-    #: seconds for setUpClass/asyncSetUpClass (and module setup) on this class
-    setup_class_timeout: ClassVar[float | None] = None
+    #: seconds for each class-level async step: asyncSetUpClass, asyncTearDownClass,
+    #: each async class cleanup, and asyncSetUpModule when this class triggers it
+    class_timeout: ClassVar[float | None] = None
     #: what to do with tasks a test leaves running on a shared runner
     leaked_tasks: ClassVar[LeakedTasks] = "fail"
     #: the loop factory of ``IsolatedAsyncioTestCase`` (Python 3.13), for asyncio
@@ -100,6 +102,7 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
     _anyio_unittest_backend: ClassVar[Backend | None]
     _anyio_unittest_hooks: ClassVar[frozenset[str]]
     _anyio_unittest_task: ScopeTask | None = None
+    _anyio_unittest_runner: Runner | None = None
     _anyio_unittest_context: Context | None = None
     _anyio_unittest_deadline: float | None = None
 
@@ -189,11 +192,11 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
         assert backend is not None
         if cls.loop_scope == "class":
             cls._anyio_unittest_check_module_hooks()
-        registry.open_class(cls, backend, cls.loop_scope)
+        registry.open_class(
+            cls, backend, cls.loop_scope, cls._anyio_unittest_class_limit()
+        )
         if "asyncSetUpClass" in cls._anyio_unittest_hooks:
-            cls._anyio_unittest_class_call(
-                cls.asyncSetUpClass, timeout=cls._anyio_unittest_setup_timeout()
-            )
+            cls._anyio_unittest_class_call(cls.asyncSetUpClass)
 
     @classmethod
     def _anyio_unittest_before_class_teardown(cls) -> None:
@@ -209,7 +212,6 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
         fn: Callable[..., Any],
         /,
         *args: Any,
-        timeout: float | None = None,
         **kwargs: Any,
     ) -> Any:
         scope = registry.classes.get(cls)
@@ -218,9 +220,18 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
                 f"{cls.__qualname__}: class-level async code can only run between "
                 f"setUpClass and the class cleanups"
             )
-        if kwargs:
-            return scope.call(await_result, fn, *args, timeout=timeout, **kwargs)
-        return scope.call(fn, *args, timeout=timeout)
+        limit = cls._anyio_unittest_class_limit()
+        try:
+            if kwargs:
+                return scope.call(await_result, fn, *args, timeout=limit, **kwargs)
+            return scope.call(fn, *args, timeout=limit)
+        except CallTimeout as exc:
+            raise TimeoutError(
+                f"{cls.__module__}.{cls.__qualname__}: "
+                f"{getattr(fn, '__qualname__', fn)} exceeded class_timeout = "
+                f"{exc.timeout:g} seconds; it was waiting at:\n"
+                f"{exc.where or '  (no stack)'}"
+            ) from None
 
     @classmethod
     def _anyio_unittest_class_cleanup(
@@ -229,12 +240,12 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
         cls._anyio_unittest_class_call(await_result, func, *args, **kwargs)
 
     @classmethod
-    def _anyio_unittest_setup_timeout(cls) -> float | None:
+    def _anyio_unittest_class_limit(cls) -> float | None:
         if _under_debugger():
             return None
         from ._meta import timeout_value
 
-        return timeout_value(cls.setup_class_timeout, "setup_class_timeout")
+        return timeout_value(cls.class_timeout, "class_timeout")
 
     @classmethod
     def _anyio_unittest_check_runnable(cls) -> None:
@@ -274,14 +285,76 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
             scope: Scope = registry.classes[cls]
             runner = scope.runner
             context = scope.context.copy()
+            stray = runner.take_errors()
+            if stray:  # swallowed between tests: reported at the class's end
+                scope.stray_errors.extend(stray)
+        self._anyio_unittest_runner = runner
         self._anyio_unittest_context = context
         self._anyio_unittest_task = runner.open_task(context)
+        # first on the cleanup stack, so it runs after every other cleanup
+        self.addCleanup(self._anyio_unittest_check_end)
         return owned
+
+    def _anyio_unittest_check_end(self) -> None:
+        """Fail the test for tasks it left running and errors the loop swallowed."""
+        task = self._anyio_unittest_task
+        runner = self._anyio_unittest_runner
+        if task is None or runner is None:
+            return
+        cls = type(self)
+        problems = []
+        if cls.loop_scope == "function":
+            # the runner closes with the test: end its tasks now, inside the test,
+            # so that what they raise is reported here
+            problems += _raised(task.cancel_tasks(task.leaked_tasks(everything=True)))
+        elif cls.leaked_tasks != "ignore":
+            leaked = task.leaked_tasks()
+            if leaked:
+                problems += self._anyio_unittest_leaks(task, runner, leaked)
+        errors = runner.take_errors()
+        if errors:
+            problems.append(
+                "the event loop swallowed these errors during the test:\n\n"
+                + "\n".join(errors)
+            )
+        if problems:
+            raise self.failureException("\n\n".join(problems))
+
+    def _anyio_unittest_leaks(
+        self, task: ScopeTask, runner: Runner, leaked: list[Any]
+    ) -> list[str]:
+        policy = type(self).leaked_tasks
+        names = "\n".join(
+            "  "
+            + describe_task(
+                t.get_name() if hasattr(t, "get_name") else t.name,
+                t.get_coro() if hasattr(t, "get_coro") else t.coro,
+            )
+            for t in leaked
+        )
+        cancelled = runner.can_cancel_tasks
+        raised = _raised(task.cancel_tasks(leaked)) if cancelled else []
+        fate = (
+            "they were cancelled"
+            if cancelled
+            else "trio can only cancel them through their nursery, so they go on"
+        )
+        text = (
+            f"{self.id()} left {len(leaked)} task(s) running ({fate}; set "
+            f"leaked_tasks = 'ignore' on {type(self).__qualname__} if they are "
+            f"meant to outlive the test, or start them in asyncSetUpClass):\n{names}"
+        )
+        if policy == "fail":
+            return [text, *raised]
+        if policy == "warn":
+            warnings.warn(LeakedTaskWarning(text), stacklevel=1)
+        return raised
 
     def _anyio_unittest_close(self, owned: Runner | None) -> None:
         task = self._anyio_unittest_task
         self._anyio_unittest_task = None
         self._anyio_unittest_context = None
+        self._anyio_unittest_runner = None
         try:
             if task is not None:
                 task.close()
@@ -453,6 +526,11 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
     def _callCleanup(
         self, function: Callable[..., Any], /, *args: Any, **kwargs: Any
     ) -> None:
+        if getattr(function, "__func__", None) is _CHECK_END:
+            # not inside context.run(): it drives the loop, whose scope task runs
+            # in that very context, and a Context can't be entered twice
+            function()
+            return
         context = self._anyio_unittest_context
         assert context is not None
         result = context.run(function, *args, **kwargs)
@@ -461,6 +539,19 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
 
 
 _UNSET: Any = object()
+_CHECK_END = AnyIOTestCase._anyio_unittest_check_end
+
+
+class LeakedTaskWarning(ResourceWarning):
+    """A test left tasks running on a shared runner (``leaked_tasks = "warn"``)."""
+
+
+def _raised(errors: list[BaseException]) -> list[str]:
+    return [
+        "a leftover task raised, while it was being cancelled:\n"
+        + "".join(traceback.format_exception(type(e), e, e.__traceback__))
+        for e in errors
+    ]
 
 
 def inspect_awaitable(value: object) -> bool:

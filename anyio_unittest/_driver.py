@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import traceback
 from collections.abc import Awaitable, Callable
-from contextvars import Context
+from contextvars import Context, ContextVar
 from typing import Any, Protocol
 
 import sniffio
@@ -76,7 +76,25 @@ class Call:
         return self.value
 
 
+#: set in each scope task's context to the scope task: tasks started from there
+#: inherit it, which is how a task is traced back to the test that started it
+OWNER: ContextVar[object] = ContextVar("anyio_unittest.owner")
+
+
 class ScopeTask(Protocol):
+    def leaked_tasks(self, everything: bool = False) -> list[Any]:
+        """Tasks started from this scope task's context that are still pending.
+
+        :param everything: every pending task of the runner but the scope tasks
+        """
+
+    def cancel_tasks(self, tasks: list[Any]) -> list[BaseException]:
+        """Cancel *tasks* and wait for them; return what they raised instead.
+
+        Backends that cannot cancel a single task from outside (trio) return
+        at once, cancelling nothing.
+        """
+
     def call(self, fn: AsyncFn, /, *args: Any, timeout: float | None = None) -> Any:
         """Run ``await fn(*args)`` in this task and return or raise its outcome.
 
@@ -90,6 +108,11 @@ class ScopeTask(Protocol):
 
 class Runner(Protocol):
     backend: str
+    #: whether ScopeTask.cancel_tasks can cancel single tasks
+    can_cancel_tasks: bool
+
+    def take_errors(self) -> list[str]:
+        """Errors the loop swallowed (logged only) since the last call, formatted."""
 
     def open_task(self, context: Context) -> ScopeTask:
         """Start a scope task whose calls all run in *context*."""
@@ -123,6 +146,18 @@ def waiting_at(exc: BaseException) -> str:
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def describe_task(name: str, coro: Any) -> str:
+    """A task's name, its coroutine and the line it is waiting at."""
+    qualname = getattr(coro, "__qualname__", type(coro).__name__)
+    where = ""
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            where = f"{frame.f_code.co_filename}:{frame.f_lineno}"
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return f"{name!r} running {qualname}(), waiting at {where or '?'}"
 
 
 def library_error(expected: str) -> RuntimeError | None:

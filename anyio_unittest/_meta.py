@@ -53,7 +53,8 @@ def _fail(cls: type, message: str) -> ConfigurationError:
 def timeout_value(value: object, where: str) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+    # "not > 0" also rejects NaN, which a trio deadline refuses mid-run
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ConfigurationError(
             f"{where} = {value!r}: a timeout is a positive number of seconds, "
             f"or None for no limit"
@@ -69,42 +70,62 @@ def env_timeout() -> float | None:
         value = float(raw)
     except ValueError:
         value = -1.0
-    if value <= 0:
+    if not value > 0:  # NaN too
         raise ConfigurationError(
             f"{TIMEOUT_ENV}={raw!r}: give a positive number of seconds (or unset it)"
         )
     return value
 
 
+_MISSING: Any = object()
+
+
+def _definition(cls: type, namespace: dict[str, Any], name: str) -> tuple[Any, str]:
+    """What *cls* gets for *name* that no check has seen yet, and from where.
+
+    Its own definition, or a plain mixin's (``class T(Mixin, AnyIOTestCase)``);
+    a definition from a class of ours was checked when that class was defined.
+    """
+    if name in namespace:
+        return namespace[name], ""
+    for klass in cls.__mro__[1:]:
+        if name in klass.__dict__:
+            if isinstance(klass, AnyIOTestCaseMeta):
+                break
+            return klass.__dict__[name], f" (inherited from {klass.__qualname__})"
+    return _MISSING, ""
+
+
 def _check_methods(cls: type, namespace: dict[str, Any]) -> None:
     for name in _SYNC_ONLY:
-        value = namespace.get(name)
+        value, origin = _definition(cls, namespace, name)
         fn = getattr(value, "__func__", value)
-        if value is not None and _is_async(fn):
+        if value is not _MISSING and _is_async(fn):
             hint = (
                 f"rename it async{name[0].upper()}{name[1:]}"
                 if name.endswith("Class") or name in ("setUp", "tearDown")
                 else "make it a plain def"
             )
-            raise _fail(cls, f"{name} must be a plain (sync) method; {hint}")
+            raise _fail(cls, f"{name}{origin} must be a plain (sync) method; {hint}")
     for name in _ASYNC_METHODS:
-        value = namespace.get(name)
-        if value is not None and not _is_async(value):
+        value, origin = _definition(cls, namespace, name)
+        if value is not _MISSING and not _is_async(value):
             raise _fail(
                 cls,
-                f"{name} must be defined with 'async def' (sync code goes in "
-                f"{_SYNC_TWIN[name]})",
+                f"{name}{origin} must be defined with 'async def' (sync code goes "
+                f"in {_SYNC_TWIN[name]})",
             )
     for name in _ASYNC_CLASS_HOOKS:
-        value = namespace.get(name)
-        if value is None:
+        value, origin = _definition(cls, namespace, name)
+        if value is _MISSING:
             continue
         if not isinstance(value, classmethod):
             raise _fail(
-                cls, f"{name} must be a classmethod: decorate it with @classmethod"
+                cls,
+                f"{name}{origin} must be a classmethod: decorate it with @classmethod",
             )
         if not _is_async(value.__func__):
-            raise _fail(cls, f"{name} must be defined with 'async def'")
+            raise _fail(cls, f"{name}{origin} must be defined with 'async def'")
 
 
 def _declares(cls: type, root: type) -> tuple[type, str] | None:
@@ -140,9 +161,15 @@ def _parse_backends(cls: type, value: object) -> list[Backend]:
     backends = [parse_spec(spec, where) for spec in value]
     seen: dict[str, Backend] = {}
     for backend in backends:
-        if backend.id in seen:
+        if backend.id in seen and backend == seen[backend.id]:
             raise ConfigurationError(
                 f"{where} lists {backend!r} twice (as {backend.id}); remove one"
+            )
+        if backend.id in seen:
+            raise ConfigurationError(
+                f"{where}: {seen[backend.id]!r} and {backend!r} would both generate "
+                f"{cls.__name__}_{backend.id}; keep one, or declare the other in "
+                f"a subclass"
             )
         seen[backend.id] = backend
     return backends
@@ -159,7 +186,6 @@ def has_tests(cls: type) -> bool:
 
 def configure(cls: type, root: type, namespace: dict[str, Any]) -> None:
     """Validate *cls* and give it its backend, or generate one class per backend."""
-    _check_methods(cls, namespace)
     loop_scope = getattr(cls, "loop_scope", "function")
     if loop_scope not in LOOP_SCOPES:
         raise _fail(
@@ -174,9 +200,10 @@ def configure(cls: type, root: type, namespace: dict[str, Any]) -> None:
             f"leaked_tasks = {leaked!r}; use one of "
             f"{', '.join(map(repr, LEAKED_TASKS))}",
         )
-    timeout_value(getattr(cls, "timeout", None), f"{cls.__qualname__}.timeout")
-    for name in ("setup_class_timeout",):
-        timeout_value(getattr(cls, name, None), f"{cls.__qualname__}.{name}")
+    for name in ("timeout", "class_timeout"):
+        where = f"{cls.__module__}.{cls.__qualname__}.{name}"
+        timeout_value(getattr(cls, name, None), where)
+    env_timeout()  # read again by each test; a bad value fails at import already
     if loop_scope == "function":
         for name in _ASYNC_CLASS_HOOKS:
             if getattr(cls, name).__func__ is not getattr(root, name).__func__:
@@ -203,8 +230,32 @@ def configure(cls: type, root: type, namespace: dict[str, Any]) -> None:
 
     declared = _declares(cls, root)
     keep = env_backend_filter()
+    default = env_default_backend()  # validated even where a class doesn't use it
     if declared is not None and declared[1] == "anyio_backends":
         backends = _parse_backends(declared[0], declared[0].__dict__["anyio_backends"])
+        others = sorted({b.name for b in backends} - {"asyncio"})
+        if loop_factory is not None and others:
+            # said here, naming this class, not later for a generated one
+            raise _fail(
+                cls,
+                f"loop_factory is an asyncio setting but anyio_backends also "
+                f"lists {', '.join(map(repr, others))}; remove loop_factory, or "
+                f"give it per backend: ('asyncio', {{'loop_factory': ...}})",
+            )
+        trio_ids = sorted(
+            b.id for b in backends if b.name == "trio" and selected(b, keep)
+        )
+        if loop_scope in ("module", "session") and len(trio_ids) > 1:
+            # trio allows one run per thread: the second generated class would
+            # only fail with RunnerConflictError while the first's run is open
+            raise _fail(
+                cls,
+                f"loop_scope = {loop_scope!r} keeps a trio run open for the whole "
+                f"{loop_scope}, and trio allows one run per thread, so trio "
+                f"backends with different options ({', '.join(trio_ids)}) can't "
+                f"both run; set loop_scope = 'class', or keep one of them per "
+                f"run with {BACKENDS_ENV}",
+            )
         setattr(cls, PARAMETRISED_ATTR, True)
         setattr(cls, BACKEND_ATTR, None)
         cls.__test__ = False  # type: ignore[attr-defined]  # pytest: collect the generated classes
@@ -218,12 +269,14 @@ def configure(cls: type, root: type, namespace: dict[str, Any]) -> None:
         return
 
     setattr(cls, PARAMETRISED_ATTR, False)
-    cls.__test__ = True  # type: ignore[attr-defined]
+    cls.anyio_backend_classes = {}  # type: ignore[attr-defined]  # not its parent's
+    if "__test__" not in namespace:  # a user's own __test__ = False stands
+        cls.__test__ = True  # type: ignore[attr-defined]
     if declared is not None:
         where = f"{declared[0].__module__}.{declared[0].__qualname__}.anyio_backend"
         backend = parse_spec(declared[0].__dict__["anyio_backend"], where)
     else:
-        backend = env_default_backend() or Backend("asyncio", {})
+        backend = default or Backend("asyncio", {})
     if loop_factory is not None:
         if backend.name != "asyncio":
             raise _fail(
@@ -338,12 +391,16 @@ class AnyIOTestCaseMeta(type):
         if root is None:  # AnyIOTestCase itself
             AnyIOTestCaseMeta._root = cls
             return
-        # wrap first: configure() generates subclasses, which must inherit them
-        if "setUpClass" in namespace:
-            setattr(cls, "setUpClass", _wrap_setup(cls, namespace["setUpClass"]))  # noqa: B010
-        if "tearDownClass" in namespace:
-            wrapped = _wrap_teardown(cls, namespace["tearDownClass"])
-            setattr(cls, "tearDownClass", wrapped)  # noqa: B010
+        _check_methods(cls, namespace)
+        # wrap first: configure() generates subclasses, which must inherit them;
+        # a mixin's setUpClass (class T(Mixin, AnyIOTestCase)) is wrapped too, or
+        # its super() call would reach ours as an inner call and open no runner
+        setup, _ = _definition(cls, namespace, "setUpClass")
+        if setup is not _MISSING:
+            setattr(cls, "setUpClass", _wrap_setup(cls, setup))  # noqa: B010
+        teardown, _ = _definition(cls, namespace, "tearDownClass")
+        if teardown is not _MISSING:
+            setattr(cls, "tearDownClass", _wrap_teardown(cls, teardown))  # noqa: B010
         configure(cls, root, namespace)
 
     def __dir__(cls) -> list[str]:

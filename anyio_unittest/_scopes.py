@@ -57,6 +57,8 @@ class Scope:
         self.owns_runner = owns_runner
         self.context = context
         self._task: ScopeTask | None = None
+        #: errors the loop swallowed between tests, reported at this scope's end
+        self.stray_errors: list[str] = []
 
     def call(
         self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None
@@ -68,12 +70,24 @@ class Scope:
 
     def close(self) -> None:
         task, self._task = self._task, None
+        errors = self.stray_errors
+        errors += self.runner.take_errors()
         try:
             if task is not None:
                 task.close()
         finally:
             if self.owns_runner:
                 self.runner.close()
+                errors += self.runner.take_errors()
+        if errors:
+            raise LoopErrors(
+                f"the event loop of the {self.label} swallowed these errors outside "
+                f"any test:\n\n" + "\n".join(errors)
+            )
+
+
+class LoopErrors(Exception):
+    """Errors the event loop only logged, found at the end of a scope."""
 
 
 class ModuleScope(Scope):
@@ -94,6 +108,8 @@ class ModuleScope(Scope):
         self.cleanups: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]]
         self.cleanups = []
         self.set_up = False
+        #: the class_timeout of the class that opened it, for each module step
+        self.limit: float | None = None
         self.setup_error: BaseException | None = None
 
     def add_cleanup(
@@ -109,13 +125,13 @@ class ModuleScope(Scope):
         try:
             if self.set_up and teardown is not None:
                 try:
-                    self.call(teardown)
+                    self.call(teardown, timeout=self.limit)
                 except Exception as exc:
                     errors.append(exc)
             while self.cleanups:
                 fn, args, kwargs = self.cleanups.pop()
                 try:
-                    self.call(await_result, fn, *args, **kwargs)
+                    self.call(await_result, fn, *args, timeout=self.limit, **kwargs)
                 except Exception as exc:
                     errors.append(exc)
         finally:
@@ -154,11 +170,13 @@ class Registry:
 
     # modules ----------------------------------------------------------------
 
-    def module(self, module: str, backend: Backend, loop_scope: str) -> ModuleScope:
+    def module(
+        self, module: str, backend: Backend, loop_scope: str, limit: float | None
+    ) -> ModuleScope:
         key = (module, loop_scope, backend)
         scope = self.modules.get(key)
         if scope is None:
-            scope = self._open_module(module, backend, loop_scope)
+            scope = self._open_module(module, backend, loop_scope, limit)
         if scope.setup_error is not None:
             raise ConfigurationError(
                 f"asyncSetUpModule of {module} failed for the {backend.id} "
@@ -167,7 +185,7 @@ class Registry:
         return scope
 
     def _open_module(
-        self, module: str, backend: Backend, loop_scope: str
+        self, module: str, backend: Backend, loop_scope: str, limit: float | None
     ) -> ModuleScope:
         if loop_scope == "session":
             parent = self.session(backend)
@@ -178,6 +196,7 @@ class Registry:
             runner, owns = backend.open_runner(label), True
             context = contextvars.copy_context()
         scope = ModuleScope(module, backend, label, runner, owns, context)
+        scope.limit = limit
         context.run(current_module_scope.set, scope)
         self.modules[(module, loop_scope, backend)] = scope
         if not self.pytest_ends_modules and module not in self._modules_with_cleanup:
@@ -186,7 +205,7 @@ class Registry:
         setup = getattr(sys.modules.get(module), "asyncSetUpModule", None)
         if setup is not None:
             try:
-                scope.call(setup)
+                scope.call(setup, timeout=limit)
             except BaseException as exc:
                 scope.setup_error = exc
                 raise
@@ -208,13 +227,15 @@ class Registry:
 
     # classes ----------------------------------------------------------------
 
-    def open_class(self, cls: type, backend: Backend, loop_scope: str) -> Scope:
+    def open_class(
+        self, cls: type, backend: Backend, loop_scope: str, limit: float | None
+    ) -> Scope:
         label = f"{cls.__module__}.{cls.__qualname__}"
         if loop_scope == "class":
             runner = backend.open_runner(f"class runner of {label}")
             scope = Scope(label, runner, True, contextvars.copy_context())
         else:
-            module = self.module(cls.__module__, backend, loop_scope)
+            module = self.module(cls.__module__, backend, loop_scope, limit)
             scope = Scope(label, module.runner, False, module.context.copy())
         self.classes[cls] = scope
         return scope

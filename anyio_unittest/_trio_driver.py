@@ -42,7 +42,14 @@ import outcome
 import trio
 
 from . import _sigint
-from ._driver import AsyncFn, Call, RunnerConflictError, library_error, waiting_at
+from ._driver import (
+    OWNER,
+    AsyncFn,
+    Call,
+    RunnerConflictError,
+    library_error,
+    waiting_at,
+)
 
 __unittest = True
 
@@ -67,6 +74,9 @@ class _Run:
         self._request: Any = None
         self._closing: list[TrioScopeTask] = []
         self.live: set[TrioScopeTask] = set()
+        #: the trio tasks of the scope tasks, which are never leaks
+        self.scope_tasks: set[trio.lowlevel.Task] = set()
+        self.root: trio.lowlevel.Task | None = None
         self._main_wakeup: trio.Event | None = None
         self._stopping = False
         self._token: trio.lowlevel.TrioToken | None = None
@@ -100,6 +110,7 @@ class _Run:
             get()()
 
     async def _dispatch(self) -> None:
+        self.root = trio.lowlevel.current_root_task()
         self._main_wakeup = trio.Event()
         self._token = trio.lowlevel.current_trio_token()
         while await self.wait_next(None) is not _STOP:
@@ -191,6 +202,40 @@ class TrioScopeTask:
         self.next: Call | None = None
         self.wakeup: trio.Event | None = None
         self.ended = False
+        self._system_before: frozenset[trio.lowlevel.Task] = frozenset()
+        context.run(OWNER.set, self)
+
+    def _system_tasks(self) -> frozenset[trio.lowlevel.Task]:
+        root = self._run.root
+        if root is None or not root.child_nurseries:
+            return frozenset()
+        return frozenset(root.child_nurseries[0].child_tasks)
+
+    def leaked_tasks(self, everything: bool = False) -> list[Any]:
+        # trio's nurseries end every task a test opens itself; what can outlive
+        # the test is a task it started into a longer-lived nursery (it carries
+        # the test's context) or a system task it spawned
+        root = self._run.root
+        if root is None:
+            return []
+        ours = self._run.scope_tasks
+        found = [
+            task
+            for task in self._system_tasks() - self._system_before
+            if task not in ours
+        ]
+        stack = [root]
+        while stack:
+            for nursery in stack.pop().child_nurseries:
+                for task in nursery.child_tasks:
+                    if task not in ours and task.context.get(OWNER, None) is self:
+                        if task not in found:
+                            found.append(task)
+                    stack.append(task)
+        return found
+
+    def cancel_tasks(self, tasks: list[Any]) -> list[BaseException]:
+        return []  # trio cancels through nurseries only: tasks end with theirs
 
     async def _main(self, call: Call | None) -> None:
         # One cancel scope for the task's whole life, not one per call: a task
@@ -199,6 +244,9 @@ class TrioScopeTask:
         # So a time limit is this scope's deadline, and once it has passed the
         # rest of the task's code runs cancelled, as trio code expects.
         run = self._run
+        me = trio.lowlevel.current_task()
+        run.scope_tasks.add(me)
+        self._system_before = self._system_tasks()
         wrong_library = library_error("trio")
         reported = False
         with trio.CancelScope() as scope:
@@ -231,6 +279,7 @@ class TrioScopeTask:
                     # a task group of the user's that got cancelled must not
                     # take this loop down: its exit still has to be called
                     call = await run.wait_next(self)
+        run.scope_tasks.discard(me)
 
     def wake(self) -> None:
         if self.wakeup is not None:
@@ -295,6 +344,12 @@ class TrioRunner:
         self._run = run
         self._owner = owner
         self._closed = False
+
+    #: trio cancels through nurseries: a single task can't be cancelled
+    can_cancel_tasks = False
+
+    def take_errors(self) -> list[str]:
+        return []  # trio never swallows an error: it fails the task or the run
 
     def open_task(self, context: Context) -> TrioScopeTask:
         return TrioScopeTask(self._run, context)
