@@ -17,14 +17,13 @@ import contextlib
 import contextvars
 import sys
 import traceback
-import weakref
 from collections.abc import Callable
 from contextvars import Context
 from functools import partial
 from typing import Any
 
 from . import _sigint
-from ._driver import OWNER, AsyncFn, Call, library_error, waiting_at
+from ._driver import OWNER, AsyncFn, Call, detach, library_error, waiting_at
 
 __unittest = True
 
@@ -47,15 +46,24 @@ class AsyncioScopeTask:
         self._context = context
         self._task: asyncio.Task[None] | None = None
         self._inbox: asyncio.Future[Call | None] | None = None
-        context.run(OWNER.set, self)
+        # a plain marker, not self: the context must not point back at us, or
+        # every finished task would wait for the garbage collector
+        self._marker = object()
+        context.run(OWNER.set, self._marker)
 
     def leaked_tasks(self, everything: bool = False) -> list[Any]:
-        owner = self._runner.owner_of
-        return [
-            task
-            for task in asyncio.all_tasks(self._runner.loop)
-            if task is not self._task and (everything or owner(task) is self)
-        ]
+        if everything:
+            candidates: Any = asyncio.all_tasks(self._runner.loop)
+        elif _TASK_GET_CONTEXT:
+            marker = self._marker
+            candidates = [
+                task
+                for task in asyncio.all_tasks(self._runner.loop)
+                if task.get_context().get(OWNER, None) is marker  # type: ignore[attr-defined,unused-ignore]
+            ]
+        else:
+            candidates = self._runner.owned.get(self._marker, ())
+        return [t for t in candidates if t is not self._task and not t.done()]
 
     def cancel_tasks(self, tasks: list[Any]) -> list[BaseException]:
         if not tasks:
@@ -71,7 +79,7 @@ class AsyncioScopeTask:
                     raise wrong_library
                 call.value = await call.fn(*call.args)
             except BaseException as exc:  # reported on the host, as unittest expects
-                call.error = exc
+                call.error = detach(exc)
                 if call.timed_out:
                     call.where = waiting_at(exc)
             if call.timed_out or call.interrupted:
@@ -83,15 +91,34 @@ class AsyncioScopeTask:
             if not _TASK_CONTEXT:
                 call.value = (call.value, contextvars.copy_context())
             call.finished = True
-            call.done.set_result(None)
-            inbox = self._inbox = loop.create_future()
-            call = await inbox
+            # the host's run_forever() returns at the end of this iteration: one
+            # iteration a call, no future or done-callback round trip
+            loop.stop()
+            call = await self._next_call()
+
+    async def _next_call(self) -> Call | None:
+        runner = self._runner
+        while True:
+            inbox: asyncio.Future[Call | None] = runner.loop.create_future()
+            self._inbox = inbox
+            try:
+                return await inbox
+            except asyncio.CancelledError:
+                # A cancelled cancel scope of the user's (anyio's, entered by
+                # an earlier call in this task and still open) keeps cancelling
+                # this task: that is for the calls, not for this wait.
+                if runner.closing:
+                    raise
+                task = asyncio.current_task()
+                if task is not None and hasattr(task, "uncancel"):
+                    task.uncancel()
+                if inbox.done() and not inbox.cancelled():
+                    return inbox.result()
 
     def call(self, fn: AsyncFn, /, *args: Any, timeout: float | None = None) -> Any:
         runner = self._runner
         loop = runner.loop
         call = Call(fn, args)
-        done = call.done = loop.create_future()
         if self._task is None:
             coro = self._main(call)
             if _TASK_CONTEXT:
@@ -110,7 +137,12 @@ class AsyncioScopeTask:
         router = _sigint.router
         router.interrupt_current = partial(self._interrupt, call, task)
         try:
-            loop.run_until_complete(done)
+            loop.run_forever()
+            if not call.finished:
+                raise RuntimeError(
+                    "the event loop was stopped while a test was running on it "
+                    "(loop.stop() called from the test?)"
+                )
         except BaseException:
             # the loop itself failed (stopped or closed from the test, Ctrl-C in its
             # machinery): end this task so that nothing of the test lingers
@@ -133,8 +165,9 @@ class AsyncioScopeTask:
             call.timed_out = True
             task.cancel()
 
-    def _interrupt(self, call: Call, task: asyncio.Task[None]) -> None:
+    def _interrupt(self, call: Call, task: asyncio.Task[None], hard: bool) -> None:
         call.interrupted = True
+        call.soft = not hard
         self._runner.loop.call_soon_threadsafe(task.cancel)
 
     def _abandon(self, task: asyncio.Task[None]) -> None:
@@ -148,6 +181,7 @@ class AsyncioScopeTask:
         self._inbox = None
 
     def close(self) -> None:
+        self._runner.owned.pop(self._marker, None)
         inbox = self._inbox
         if inbox is not None and not inbox.done():
             # no loop iteration here: the task ends the next time the loop runs
@@ -193,27 +227,38 @@ class AsyncioRunner:
             # None keeps asyncio's own default: PYTHONASYNCIODEBUG and -X dev
             loop.set_debug(debug)
         self._errors: list[str] = []
+        self.closing = False
         loop.set_exception_handler(self._record_error)
-        self.owner_of: Callable[[asyncio.Task[Any]], object] = _context_owner
+        self.owned: dict[object, list[Any]] = {}
         if not _TASK_GET_CONTEXT:
-            # before 3.12 a task's context can't be read: note its owner at birth
-            owners: weakref.WeakKeyDictionary[asyncio.Task[Any], object]
-            owners = weakref.WeakKeyDictionary()
-            self.owner_of = lambda task: owners.get(task)
-            inner = loop.get_task_factory()
-
-            def factory(loop: Any, coro: Any, **kwargs: Any) -> Any:
-                if inner is not None:
-                    task = inner(loop, coro, **kwargs)
-                else:
-                    task = asyncio.Task(coro, loop=loop, **kwargs)
-                context = kwargs.get("context") or contextvars.copy_context()
-                owners[task] = context.get(OWNER, None)  # type: ignore[index]
-                return task
-
-            loop.set_task_factory(factory)
+            self._trace_owners()
         _sigint.router.acquire()
         asyncio.set_event_loop(self.loop)
+
+    def _trace_owners(self) -> None:
+        # Before 3.12 a task's context can't be read, so tasks are traced to the
+        # scope task whose context they were started from (the owner marker in
+        # it) as they are created, by a task factory (~2 µs a task).
+        loop = self.loop
+        owned = self.owned
+        inner = loop.get_task_factory()
+
+        def factory(loop: Any, coro: Any, **kwargs: Any) -> Any:
+            if inner is not None:
+                task = inner(loop, coro, **kwargs)
+            else:
+                task = asyncio.Task(coro, loop=loop, **kwargs)
+            context = kwargs.get("context")
+            owner = OWNER.get(None) if context is None else context.get(OWNER, None)
+            if owner is not None:
+                tasks = owned.get(owner)
+                if tasks is None:
+                    owned[owner] = [task]
+                else:
+                    tasks.append(task)
+            return task
+
+        loop.set_task_factory(factory)
 
     can_cancel_tasks = True
 
@@ -234,6 +279,7 @@ class AsyncioRunner:
         loop = self.loop
         if loop.is_closed():
             return
+        self.closing = True
         try:
             _cancel_all_tasks(loop)
             loop.run_until_complete(loop.shutdown_asyncgens())
@@ -244,10 +290,6 @@ class AsyncioRunner:
             asyncio.set_event_loop(None)
             loop.close()
             _sigint.router.release()
-
-
-def _context_owner(task: asyncio.Task[Any]) -> object:
-    return task.get_context().get(OWNER, None)  # type: ignore[attr-defined,unused-ignore]
 
 
 def format_loop_error(context: dict[str, Any]) -> str:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import bdb
 import contextvars
 import sys
-import unittest
 import traceback
+import unittest
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -23,7 +23,14 @@ from typing import Any, ClassVar, Literal, TypeVar
 from typing_extensions import ParamSpec
 
 from ._backends import Backend, BackendSpec, ConfigurationError
-from ._driver import CallTimeout, Runner, ScopeTask, describe_task
+from ._driver import (
+    CallTimeout,
+    FirstInterrupt,
+    Interrupted,
+    Runner,
+    ScopeTask,
+    describe_task,
+)
 from ._meta import (
     PARAMETRISED_ATTR,
     AnyIOTestCaseMeta,
@@ -39,6 +46,7 @@ LoopScope = Literal["function", "class", "module", "session"]
 LeakedTasks = Literal["fail", "warn", "cancel", "ignore"]
 
 TIMEOUT_ATTR = "__anyio_unittest_timeout__"
+_UNSET: Any = object()
 
 
 def timeout(seconds: float | None) -> Callable[[Callable[P, T]], Callable[P, T]]:
@@ -103,8 +111,12 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
     _anyio_unittest_hooks: ClassVar[frozenset[str]]
     _anyio_unittest_task: ScopeTask | None = None
     _anyio_unittest_runner: Runner | None = None
+    _anyio_unittest_stop = False
+    #: after a failing debug(): the runner doCleanups() closes (_UNSET: none)
+    _anyio_unittest_debug_owned: Any = _UNSET
     _anyio_unittest_context: Context | None = None
     _anyio_unittest_deadline: float | None = None
+    _anyio_unittest_timeout: float | None = None
 
     # -- async hooks ---------------------------------------------------------
 
@@ -158,6 +170,26 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
         result: T = await enter(cm)
         cls.addAsyncClassCleanup(exit_, cm, None, None, None)
         return result
+
+    def execute_example(self, function: Callable[[], object]) -> object:
+        """Run one Hypothesis example; ``@given`` on an ``async def`` test works.
+
+        Hypothesis calls this for each example it tries. The example runs on the
+        test's runner, in a scope task of its own whose context is a fresh copy of
+        the test's, so nothing one example sets is seen by the next.
+        """
+        result = function()
+        if not inspect_awaitable(result):
+            return result
+        context = self._anyio_unittest_context
+        runner = self._anyio_unittest_runner
+        if context is None or runner is None:
+            raise RuntimeError(f"{self.id()}: an example can only run inside the test")
+        task = runner.open_task(context.copy())
+        try:
+            return task.call(await_object, result, timeout=self._anyio_unittest_timeout)
+        finally:
+            task.close()
 
     # -- class scope ---------------------------------------------------------
 
@@ -289,6 +321,8 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
             if stray:  # swallowed between tests: reported at the class's end
                 scope.stray_errors.extend(stray)
         self._anyio_unittest_runner = runner
+        self._anyio_unittest_timeout = self._anyio_unittest_limit()
+        self._anyio_unittest_deadline = None
         self._anyio_unittest_context = context
         self._anyio_unittest_task = runner.open_task(context)
         # first on the cleanup stack, so it runs after every other cleanup
@@ -378,8 +412,9 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
         ):
             return super().run(result)  # reported as skipped; no runner needed
         owned = self._anyio_unittest_open()
+        self._anyio_unittest_stop = False
         try:
-            return super().run(result)
+            outcome = super().run(result)
         except KeyboardInterrupt:
             self._anyio_unittest_close(owned)
             owned = None
@@ -387,6 +422,11 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
             raise
         finally:
             self._anyio_unittest_close(owned)
+        if self._anyio_unittest_stop:
+            # a first Ctrl-C: the test has had its teardown; now stop the run
+            registry.close_all()
+            raise KeyboardInterrupt
+        return outcome
 
     def _anyio_unittest_run_alone(
         self, result: unittest.TestResult | None
@@ -439,8 +479,17 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
             owned = self._anyio_unittest_open()
             try:
                 super().debug()
+            except BaseException:
+                if self._cleanups and not alone:  # type: ignore[attr-defined]
+                    # as IsolatedAsyncioTestCase: the caller may still call
+                    # doCleanups(), which runs them in this test's task and
+                    # loop; it closes them after
+                    self._anyio_unittest_debug_owned = owned
+                    owned = None
+                raise
             finally:
-                self._anyio_unittest_close(owned)
+                if self._anyio_unittest_debug_owned is _UNSET:
+                    self._anyio_unittest_close(owned)
         finally:
             if alone:
                 try:
@@ -448,9 +497,21 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
                 finally:
                     cls.doClassCleanups()
 
+    def doCleanups(self) -> Any:
+        owned = self._anyio_unittest_debug_owned
+        if owned is _UNSET:
+            return super().doCleanups()
+        try:
+            return super().doCleanups()
+        finally:
+            self._anyio_unittest_debug_owned = _UNSET
+            self._anyio_unittest_close(owned)
+
     # -- unittest's hook points ----------------------------------------------
 
-    def _anyio_unittest_limit(self, phase: str) -> float | None:
+    def _anyio_unittest_limit(self) -> float | None:
+        """This test's time limit: its decorator, else the environment, else
+        the class; none under a debugger. Worked out once per test."""
         if _under_debugger():
             return None
         method = getattr(self, self._testMethodName, None)
@@ -469,7 +530,7 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
             raise RuntimeError(
                 f"{self.id()}: async code can only run while the test runs"
             )
-        limit = self._anyio_unittest_limit(phase)
+        limit = self._anyio_unittest_timeout
         if limit is None:
             return task.call(fn, *args)
         if phase in ("asyncSetUp", "test"):
@@ -491,14 +552,35 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
                 f"seconds{shared}; it was waiting at:\n{exc.where or '  (no stack)'}"
             ) from None
 
+    # A first Ctrl-C (FirstInterrupt) in any hook becomes an error of the test, so
+    # that unittest goes on with its teardown and cleanups; run() then stops the
+    # run with KeyboardInterrupt. A plain KeyboardInterrupt propagates at once.
+
+    def _anyio_unittest_interrupted(self) -> Interrupted:
+        self._anyio_unittest_stop = True
+        return Interrupted(
+            "interrupted by Ctrl-C: teardown and cleanups run, then the run stops"
+        )
+
     def _callSetUp(self) -> None:
         context = self._anyio_unittest_context
         assert context is not None
-        context.run(self.setUp)
-        if "asyncSetUp" in self._anyio_unittest_hooks:
-            self._anyio_unittest_call("asyncSetUp", self.asyncSetUp)
+        hooks = self._anyio_unittest_hooks
+        try:
+            if "setUp" in hooks:
+                context.run(self.setUp)
+            if "asyncSetUp" in hooks:
+                self._anyio_unittest_call("asyncSetUp", self.asyncSetUp)
+        except FirstInterrupt:
+            raise self._anyio_unittest_interrupted() from None
 
     def _callTestMethod(self, method: Callable[[], object]) -> None:
+        try:
+            self._anyio_unittest_test_method(method)
+        except FirstInterrupt:
+            raise self._anyio_unittest_interrupted() from None
+
+    def _anyio_unittest_test_method(self, method: Callable[[], object]) -> None:
         context = self._anyio_unittest_context
         assert context is not None
         result = context.run(method)
@@ -513,15 +595,20 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
                 f"It is deprecated to return a value that is not None from a "
                 f"test case ({method})",
                 DeprecationWarning,
-                stacklevel=4,
+                stacklevel=_caller_of_run(),
             )
 
     def _callTearDown(self) -> None:
-        if "asyncTearDown" in self._anyio_unittest_hooks:
-            self._anyio_unittest_call("asyncTearDown", self.asyncTearDown)
         context = self._anyio_unittest_context
         assert context is not None
-        context.run(self.tearDown)
+        try:
+            hooks = self._anyio_unittest_hooks
+            if "asyncTearDown" in hooks:
+                self._anyio_unittest_call("asyncTearDown", self.asyncTearDown)
+            if "tearDown" in hooks:
+                context.run(self.tearDown)
+        except FirstInterrupt:
+            raise self._anyio_unittest_interrupted() from None
 
     def _callCleanup(
         self, function: Callable[..., Any], /, *args: Any, **kwargs: Any
@@ -533,12 +620,25 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
             return
         context = self._anyio_unittest_context
         assert context is not None
-        result = context.run(function, *args, **kwargs)
-        if inspect_awaitable(result):
-            self._anyio_unittest_call("cleanup", await_object, result)
+        try:
+            result = context.run(function, *args, **kwargs)
+            if inspect_awaitable(result):
+                self._anyio_unittest_call("cleanup", await_object, result)
+        except FirstInterrupt:
+            raise self._anyio_unittest_interrupted() from None
 
 
-_UNSET: Any = object()
+def _caller_of_run() -> int:
+    """The ``stacklevel`` (seen from ``_callTestMethod``) of the caller of
+    ``run()`` or ``debug()``, where the stdlib's return-value warning points."""
+    codes = (AnyIOTestCase.run.__code__, AnyIOTestCase.debug.__code__)
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_code not in codes:
+        frame, level = frame.f_back, level + 1  # type: ignore[assignment]
+    return level + 1 if frame is not None else 2
+
+
 _CHECK_END = AnyIOTestCase._anyio_unittest_check_end
 
 

@@ -37,6 +37,7 @@ class Call:
         "fn",
         "interrupted",
         "scope",
+        "soft",
         "timed_out",
         "timeout",
         "value",
@@ -50,6 +51,7 @@ class Call:
         self.error: BaseException | None = None
         self.finished = False
         self.interrupted = False
+        self.soft = False
         self.timed_out = False
         self.timeout: float | None = None
         self.where = ""
@@ -61,7 +63,11 @@ class Call:
         """Return the value, or raise what the call raised (dropping our reference)."""
         if self.interrupted:
             self.error = None
-            raise KeyboardInterrupt
+            if self.soft:
+                raise Interrupted(
+                    "interrupted by Ctrl-C; the run stops after this test"
+                )
+            raise FirstInterrupt
         if self.timed_out:
             self.error = None
             assert self.timeout is not None
@@ -76,7 +82,7 @@ class Call:
         return self.value
 
 
-#: set in each scope task's context to the scope task: tasks started from there
+#: set in each scope task's context to a marker of it: tasks started from there
 #: inherit it, which is how a task is traced back to the test that started it
 OWNER: ContextVar[object] = ContextVar("anyio_unittest.owner")
 
@@ -125,6 +131,16 @@ class RunnerConflictError(RuntimeError):
     """A runner was asked for that cannot coexist with one already open."""
 
 
+class FirstInterrupt(KeyboardInterrupt):
+    """The first Ctrl-C, raised by our handler: the test it hit still gets its
+    teardown before the run stops (a plain ``KeyboardInterrupt`` does not)."""
+
+
+class Interrupted(Exception):
+    """A call cancelled by a Ctrl-C that a handler of the runner's turned into a
+    graceful stop (``python -m unittest -c``): the test errors, the run stops."""
+
+
 class CallTimeout(TimeoutError):
     """A call was cancelled because its time limit passed."""
 
@@ -133,6 +149,19 @@ class CallTimeout(TimeoutError):
         self.timeout = timeout
         #: the formatted stack of the call where the cancellation reached it
         self.where = where
+
+
+def detach(exc: BaseException) -> BaseException:
+    """Drop the scope task's own frame from the head of *exc*'s traceback.
+
+    That frame stays alive, suspended, after the call; whoever clears the frames
+    of a reported traceback (``assertRaises`` does, ``traceback.clear_frames``)
+    would otherwise finalise the scope task's coroutine and hang the next call.
+    """
+    tb = exc.__traceback__
+    if tb is not None:
+        exc.__traceback__ = tb.tb_next
+    return exc
 
 
 def waiting_at(exc: BaseException) -> str:

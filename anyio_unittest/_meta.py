@@ -12,6 +12,7 @@ import inspect
 import os
 import sys
 import unittest
+from collections.abc import Callable
 from typing import Any
 
 from ._backends import (
@@ -222,7 +223,8 @@ def configure(cls: type, root: type, namespace: dict[str, Any]) -> None:
         HOOKS_ATTR,
         frozenset(
             name
-            for name in ("asyncSetUp", "asyncTearDown", *_ASYNC_CLASS_HOOKS)
+            # hooks left as the base class has them are not called at all
+            for name in ("setUp", "tearDown", *_ASYNC_METHODS, *_ASYNC_CLASS_HOOKS)
             if getattr(getattr(cls, name), "__func__", getattr(cls, name))
             is not getattr(getattr(root, name), "__func__", getattr(root, name))
         ),
@@ -310,6 +312,14 @@ def _set_skip(cls: type, reason: str | None) -> None:
         setattr(cls, SKIP_SET_ATTR, False)
 
 
+def _own_copy(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def test(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return method(self, *args, **kwargs)
+
+    return test
+
+
 def _generate(cls: type, backend: Backend, declaring: type) -> type:
     name = f"{cls.__name__}_{backend.id}"
     qualname = cls.__qualname__.rpartition(".")[0]
@@ -321,6 +331,14 @@ def _generate(cls: type, backend: Backend, declaring: type) -> type:
         "__qualname__": qualname,
         "__doc__": cls.__doc__,
     }
+    prefix = unittest.TestLoader.testMethodPrefix
+    for attr in type.__dir__(cls):
+        method: Any = getattr(cls, attr, None)
+        if attr.startswith(prefix) and getattr(method, "is_hypothesis_test", False):
+            # Hypothesis fails a @given method run on instances of several
+            # classes ("differing executors") unless the class attribute is not
+            # the @given function itself: give each generated class its own
+            namespace[attr] = _own_copy(method)
     generated = type(cls)(name, (cls,), namespace)
     module = sys.modules.get(cls.__module__)
     if module is not None and "<locals>" not in qualname and "." not in qualname:

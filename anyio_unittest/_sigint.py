@@ -15,8 +15,11 @@ handlers costs ~70 µs a call, see ``asyncio.Runner``):
   can still run;
 * in sync code, or on a second Ctrl-C, ``KeyboardInterrupt`` is raised at once.
 
-The handler is installed only if SIGINT has Python's default handler, so a
-handler of the user's or of ``python -m unittest -c`` is chained, never replaced.
+If another Python handler is in place (``python -m unittest -c`` installs one that
+asks the run to stop after the current test, and raises on a second Ctrl-C), it
+is chained: it is called first, and if it returns, the current call is cancelled
+and fails its test with :class:`Interrupted`, so the stop it asked for comes now
+rather than when a hung ``await`` returns.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+from ._driver import FirstInterrupt
+
 __unittest = True
 
 
@@ -35,23 +40,38 @@ class _Router:
         self.users = 0
         self.previous: Any = None
         self.installed = False
-        #: set by a driver while it drives a call: schedules that call's cancellation
-        self.interrupt_current: Callable[[], None] | None = None
+        #: set by a driver while it drives a call: schedules that call's
+        #: cancellation (hard: KeyboardInterrupt; soft: Interrupted)
+        self.interrupt_current: Callable[[bool], None] | None = None
         self.interrupting = False
 
     def handler(self, signum: int, frame: FrameType | None) -> None:
-        interrupt = self.interrupt_current
-        if interrupt is None or self.interrupting:
+        if self.previous is not signal.default_int_handler:
+            # put it back while it runs: unittest's handler defers to the default
+            # one (raising at once) when it finds it is not the installed handler
+            signal.signal(signal.SIGINT, self.previous)
+            try:
+                self.previous(signum, frame)  # may raise: a second Ctrl-C under -c
+            finally:
+                signal.signal(signal.SIGINT, self.handler)
+            interrupt = self.interrupt_current
+            if interrupt is not None:
+                interrupt(False)
+            return
+        if self.interrupting:
             raise KeyboardInterrupt
         self.interrupting = True
-        interrupt()
+        interrupt = self.interrupt_current
+        if interrupt is None:
+            raise FirstInterrupt
+        interrupt(True)
 
     def acquire(self) -> None:
         self.users += 1
         if (
             self.users == 1
             and threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            and callable(signal.getsignal(signal.SIGINT))
         ):
             self.previous = signal.signal(signal.SIGINT, self.handler)
             self.installed = True
