@@ -45,7 +45,8 @@ class AsyncioScopeTask:
         self._runner = runner
         self._context = context
         self._task: asyncio.Task[None] | None = None
-        self._inbox: asyncio.Future[Call | None] | None = None
+        self._inbox: asyncio.Future[None] | None = None
+        self._next: Call | None = None
         # a plain marker, not self: the context must not point back at us, or
         # every finished task would wait for the garbage collector
         self._marker = object()
@@ -99,21 +100,31 @@ class AsyncioScopeTask:
     async def _next_call(self) -> Call | None:
         runner = self._runner
         while True:
-            inbox: asyncio.Future[Call | None] = runner.loop.create_future()
+            call = self._next
+            if call is not None:
+                self._next = None
+                return None if call is _END else call
+            inbox: asyncio.Future[None] = runner.loop.create_future()
             self._inbox = inbox
             try:
-                return await inbox
+                await inbox
             except asyncio.CancelledError:
                 # A cancelled cancel scope of the user's (anyio's, entered by
                 # an earlier call in this task and still open) keeps cancelling
-                # this task: that is for the calls, not for this wait.
+                # this task: that is for the calls, not for this wait. (It may
+                # cancel the inbox too, which is why the call itself is handed
+                # over in self._next.)
                 if runner.closing:
                     raise
                 task = asyncio.current_task()
                 if task is not None and hasattr(task, "uncancel"):
                     task.uncancel()
-                if inbox.done() and not inbox.cancelled():
-                    return inbox.result()
+
+    def _hand_over(self, call: Call) -> None:
+        self._next = call
+        inbox = self._inbox
+        if inbox is not None and not inbox.done():
+            inbox.set_result(None)
 
     def call(self, fn: AsyncFn, /, *args: Any, timeout: float | None = None) -> Any:
         runner = self._runner
@@ -125,10 +136,10 @@ class AsyncioScopeTask:
                 self._task = loop.create_task(coro, context=self._context)  # type: ignore[call-arg,unused-ignore]
             else:
                 self._task = self._context.run(loop.create_task, coro)
-        elif self._inbox is not None and not self._inbox.done():
-            self._inbox.set_result(call)
-        else:
+        elif self._task.done() or self._next is _END:
             raise RuntimeError("this scope task has ended")
+        else:
+            self._hand_over(call)
         task = self._task
         timer = None
         if timeout is not None:
@@ -182,11 +193,9 @@ class AsyncioScopeTask:
 
     def close(self) -> None:
         self._runner.owned.pop(self._marker, None)
-        inbox = self._inbox
-        if inbox is not None and not inbox.done():
+        if self._task is not None and not self._task.done():
             # no loop iteration here: the task ends the next time the loop runs
-            inbox.set_result(None)
-        self._inbox = None
+            self._hand_over(_END)
 
 
 async def _cancel_and_wait(tasks: list[asyncio.Task[Any]]) -> list[BaseException]:
@@ -199,6 +208,9 @@ async def _cancel_and_wait(tasks: list[asyncio.Task[Any]]) -> list[BaseException
         if isinstance(exc, BaseException)
         and not isinstance(exc, asyncio.CancelledError)
     ]
+
+
+_END = Call(None, ())  # type: ignore[arg-type]  # handed over to end a scope task
 
 
 def _copy_back(snapshot: Context, context: Context) -> None:

@@ -13,10 +13,12 @@ Drivers know nothing about unittest.
 
 from __future__ import annotations
 
+import itertools
 import os
 import traceback
 from collections.abc import Awaitable, Callable
 from contextvars import Context, ContextVar
+from types import TracebackType
 from typing import Any, Protocol
 
 import sniffio
@@ -75,6 +77,7 @@ class Call:
         error = self.error
         if error is not None:
             self.error = None
+            hide_own_frames(error)
             try:
                 raise error
             finally:
@@ -175,6 +178,49 @@ def waiting_at(exc: BaseException) -> str:
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def hide_own_frames(error: BaseException) -> None:
+    """Unlink this package's frames from *error*'s tracebacks (and those of the
+    exceptions chained to it or grouped in it).
+
+    unittest hides frames of modules marked ``__unittest`` only at the start of a
+    traceback (and at the end, for failures); ours can also sit between the
+    user's, e.g. under ``await self.enterAsyncContext(...)``. Tracebacks made only
+    of our frames are left alone: then the error is ours and they are the story.
+    """
+    seen: set[int] = set()
+    stack = [error]
+    while stack:
+        exc = stack.pop()
+        if id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        exc.__traceback__ = _without_own_frames(exc.__traceback__)
+        stack.extend(e for e in (exc.__cause__, exc.__context__) if e is not None)
+        stack.extend(getattr(exc, "exceptions", ()))
+
+
+def _own(tb: TracebackType) -> bool:
+    return str(tb.tb_frame.f_globals.get("__name__", "")).startswith(_PACKAGE)
+
+
+def _without_own_frames(tb: TracebackType | None) -> TracebackType | None:
+    kept = []
+    entry = tb
+    while entry is not None:
+        if not _own(entry):
+            kept.append(entry)
+        entry = entry.tb_next
+    if not kept:
+        return tb
+    for first, second in itertools.pairwise(kept):
+        first.tb_next = second
+    kept[-1].tb_next = None
+    return kept[0]
+
+
+_PACKAGE = __name__.rpartition(".")[0] + "."
 
 
 def describe_task(name: str, coro: Any) -> str:
