@@ -17,6 +17,7 @@ import contextlib
 import contextvars
 import sys
 import traceback
+import weakref
 from collections.abc import Callable
 from contextvars import Context
 from functools import partial
@@ -241,7 +242,10 @@ class AsyncioRunner:
         self._errors: list[str] = []
         self.closing = False
         loop.set_exception_handler(self._record_error)
-        self.owned: dict[object, list[Any]] = {}
+        #: before 3.12, tasks by the scope task they were started from (weakly:
+        #: a finished task must be freed at once, or its "exception was never
+        #: retrieved" would be logged after the test that caused it)
+        self.owned: dict[object, weakref.WeakSet[Any]] = {}
         if not _TASK_GET_CONTEXT:
             self._trace_owners()
         _sigint.router.acquire()
@@ -265,9 +269,8 @@ class AsyncioRunner:
             if owner is not None:
                 tasks = owned.get(owner)
                 if tasks is None:
-                    owned[owner] = [task]
-                else:
-                    tasks.append(task)
+                    tasks = owned[owner] = weakref.WeakSet()
+                tasks.add(task)
             return task
 
         loop.set_task_factory(factory)

@@ -158,11 +158,12 @@ class Registry:
 
     # sessions ---------------------------------------------------------------
 
-    def session(self, backend: Backend) -> Scope:
+    def session(self, backend: Backend, opener: str = "") -> Scope:
         for known, scope in self.sessions:
             if known == backend:
                 return scope
-        label = f"session runner ({backend.id})"
+        # the opener is named so that a RunnerConflictError can name it
+        label = f"session runner ({backend.id})" + (f" of {opener}" if opener else "")
         runner = backend.open_runner(label)
         scope = Scope(label, runner, True, contextvars.copy_context())
         self.sessions.append((backend, scope))
@@ -171,12 +172,17 @@ class Registry:
     # modules ----------------------------------------------------------------
 
     def module(
-        self, module: str, backend: Backend, loop_scope: str, limit: float | None
+        self,
+        module: str,
+        backend: Backend,
+        loop_scope: str,
+        limit: float | None,
+        opener: str = "",
     ) -> ModuleScope:
         key = (module, loop_scope, backend)
         scope = self.modules.get(key)
         if scope is None:
-            scope = self._open_module(module, backend, loop_scope, limit)
+            scope = self._open_module(module, backend, loop_scope, limit, opener)
         if scope.setup_error is not None:
             raise ConfigurationError(
                 f"asyncSetUpModule of {module} failed for the {backend.id} "
@@ -185,10 +191,15 @@ class Registry:
         return scope
 
     def _open_module(
-        self, module: str, backend: Backend, loop_scope: str, limit: float | None
+        self,
+        module: str,
+        backend: Backend,
+        loop_scope: str,
+        limit: float | None,
+        opener: str = "",
     ) -> ModuleScope:
         if loop_scope == "session":
-            parent = self.session(backend)
+            parent = self.session(backend, opener or module)
             runner, owns, context = parent.runner, False, parent.context.copy()
             label = f"{module} on the session runner ({backend.id})"
         else:
@@ -235,7 +246,7 @@ class Registry:
             runner = backend.open_runner(f"class runner of {label}")
             scope = Scope(label, runner, True, contextvars.copy_context())
         else:
-            module = self.module(cls.__module__, backend, loop_scope, limit)
+            module = self.module(cls.__module__, backend, loop_scope, limit, label)
             scope = Scope(label, module.runner, False, module.context.copy())
         self.classes[cls] = scope
         return scope
