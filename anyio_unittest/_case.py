@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from contextvars import Context
 from types import CoroutineType
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, NoReturn, TypeVar
 
 from typing_extensions import ParamSpec
 
@@ -226,9 +226,12 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
         assert backend is not None
         if cls.loop_scope == "class":
             cls._anyio_unittest_check_module_hooks()
-        registry.open_class(
-            cls, backend, cls.loop_scope, cls._anyio_unittest_class_limit()
-        )
+        try:
+            registry.open_class(
+                cls, backend, cls.loop_scope, cls._anyio_unittest_class_limit()
+            )
+        except FirstInterrupt:  # in asyncSetUpModule
+            cls._anyio_unittest_stop_run()
         if "asyncSetUpClass" in cls._anyio_unittest_hooks:
             cls._anyio_unittest_class_call(cls.asyncSetUpClass)
 
@@ -266,6 +269,21 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
                 f"{exc.timeout:g} seconds; it was waiting at:\n"
                 f"{exc.where or '  (no stack)'}"
             ) from None
+        except FirstInterrupt:
+            cls._anyio_unittest_stop_run()
+
+    @classmethod
+    def _anyio_unittest_stop_run(cls) -> NoReturn:
+        """A first Ctrl-C in class-level async code: stop the run as a plain
+        Ctrl-C does, but after the class's teardown. unittest runs no class
+        cleanups when a class hook raises ``KeyboardInterrupt``, so run them here
+        (a second Ctrl-C still raises at once), then close every runner."""
+        try:
+            cls.doClassCleanups()
+            registry.close_all()
+        except Exception as exc:
+            raise KeyboardInterrupt from exc
+        raise KeyboardInterrupt
 
     @classmethod
     def _anyio_unittest_class_cleanup(
@@ -413,7 +431,13 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
             getattr(self, self._testMethodName, None), "__unittest_skip__", False
         ):
             return super().run(result)  # reported as skipped; no runner needed
-        owned = self._anyio_unittest_open()
+        try:
+            owned = self._anyio_unittest_open()
+        except Exception:
+            # no runner for this test (a conflicting trio run, a loop factory
+            # that failed...): an error of this test, and the run goes on
+            self._anyio_unittest_close(None)
+            return self._anyio_unittest_report_error(result)
         self._anyio_unittest_stop = False
         try:
             outcome = super().run(result)
@@ -429,6 +453,23 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
             registry.close_all()
             raise KeyboardInterrupt
         return outcome
+
+    def _anyio_unittest_report_error(
+        self, result: unittest.TestResult | None
+    ) -> unittest.TestResult:
+        exc_info = sys.exc_info()
+        stop_run = result is None
+        if result is None:
+            result = self.defaultTestResult()
+            result.startTestRun()
+        result.startTest(self)
+        try:
+            result.addError(self, exc_info)
+        finally:
+            result.stopTest(self)
+            if stop_run:
+                result.stopTestRun()
+        return result
 
     def _anyio_unittest_run_alone(
         self, result: unittest.TestResult | None

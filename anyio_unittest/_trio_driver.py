@@ -128,6 +128,11 @@ class _Run:
                 call, task.next = task.next, None
                 self._request = None  # it was our own wake-up
                 return call
+            if task is not None and task.ended:
+                # ended by another task's request while we were spinning (two
+                # spin when a cancelled task group of the user's woke us from
+                # our parking): spinning on, we would keep the run from ending
+                return None
             request = self._request
             if request is None:
                 await trio.lowlevel.checkpoint()
