@@ -1,0 +1,1 @@
+"""Benchmarks of anyio_unittest (see bench.py)."""

@@ -1,0 +1,64 @@
+"""A speed regression check: shared runners must stay far cheaper than a loop per test.
+
+The benchmark (``benchmarks/bench.py``) holds the precise figures and the
+targets; this only catches a change that makes shared scopes cost what a loop
+per test costs. It runs the benchmark's own suites, on a small N, in a fresh
+interpreter (so neither ``-X dev``, which turns asyncio's debug mode on, nor a
+coverage tracer, nor this process's open runners skew it), and compares the
+best of three interleaved repetitions, with margins wide enough for a loaded
+2-core machine.
+"""
+
+from __future__ import annotations
+
+import json
+import unittest
+
+from benchmarks import bench
+
+from ._support import ROOT, run
+
+TESTS = 300
+REPEAT = 3
+
+#: (row, compared with, at most this ratio); the targets are 2x, 2.5x and 0.25x
+LIMITS = [
+    ("anyio-asyncio-class", bench.FLOOR, 4.0),
+    ("anyio-trio-class", bench.FLOOR, 5.0),
+    ("anyio-asyncio-function", bench.PEER, 1.0),
+]
+
+
+def best_of(rows: list[str]) -> dict[str, float]:
+    """The fastest repetition of each row, in µs per test."""
+    args = ["--tests", str(TESTS), "--repeat", str(REPEAT), "--json", "--no-write"]
+    for row in rows:
+        args += ["--rows", row]
+    outcome = run(["-m", "benchmarks.bench", *args], ROOT)
+    if outcome.returncode != 0:
+        raise AssertionError(f"the benchmark failed:\n{outcome.output}")
+    text = outcome.output
+    payload, _ = json.JSONDecoder().raw_decode(text[text.index("{") :])
+    return {row["key"]: row["min_us"] for row in payload["rows"]}
+
+
+class SpeedTest(unittest.TestCase):
+    def test_shared_runners_stay_close_to_the_sync_floor(self) -> None:
+        needed = sorted({key for key, _, _ in LIMITS} | {o for _, o, _ in LIMITS})
+        best = best_of(needed)
+        self.assertEqual(set(needed) - set(best), set(), "rows missing")
+        report = "\n".join(f"  {key}: {us:.1f} µs/test" for key, us in best.items())
+        for key, other, limit in LIMITS:
+            with self.subTest(row=key, against=other):
+                ratio = best[key] / best[other]
+                self.assertLess(
+                    ratio,
+                    limit,
+                    f"{key} costs {ratio:.2f}x {other} (limit {limit:g}x); "
+                    f"best of {REPEAT}, {TESTS} tests:\n{report}\n"
+                    f"see python benchmarks/bench.py --profile {key}",
+                )
+
+
+if __name__ == "__main__":
+    unittest.main()
