@@ -5,6 +5,7 @@ from ._backends import BackendSpec as BackendSpec
 from ._backends import ConfigurationError as ConfigurationError
 from ._case import AnyIOTestCase as AnyIOTestCase
 from ._case import LeakedTasks as LeakedTasks
+from ._case import LeakedTaskWarning as LeakedTaskWarning
 from ._case import LoopScope as LoopScope
 from ._case import addAsyncModuleCleanup as addAsyncModuleCleanup
 from ._case import enterAsyncModuleContext as enterAsyncModuleContext
@@ -17,6 +18,7 @@ __all__ = [
     "BackendName",
     "BackendSpec",
     "ConfigurationError",
+    "LeakedTaskWarning",
     "LeakedTasks",
     "LoopScope",
     "RunnerConflictError",
@@ -30,6 +32,7 @@ __all__ = [
 for _obj in (
     AnyIOTestCase,
     ConfigurationError,
+    LeakedTaskWarning,
     RunnerConflictError,
     addAsyncModuleCleanup,
     enterAsyncModuleContext,

@@ -31,6 +31,7 @@ from ._driver import (
     Runner,
     ScopeTask,
     describe_task,
+    hide_own_frames,
 )
 from ._meta import (
     PARAMETRISED_ATTR,
@@ -180,16 +181,24 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
         test's runner, in a scope task of its own whose context is a fresh copy of
         the test's, so nothing one example sets is seen by the next.
         """
-        result = function()
-        if not inspect_awaitable(result):
-            return result
         context = self._anyio_unittest_context
         runner = self._anyio_unittest_runner
         if context is None or runner is None:
             raise RuntimeError(f"{self.id()}: an example can only run inside the test")
-        task = runner.open_task(context.copy())
+        example = context.copy()
+        result = example.run(function)
+        if not inspect_awaitable(result):
+            return result
+        task = runner.open_task(example)
         try:
             return task.call(await_object, result, timeout=self._anyio_unittest_timeout)
+        except BaseException as exc:
+            # unittest cuts a failure's traceback at the first frame marked
+            # __unittest after the user's (Hypothesis's wrapper of the test):
+            # with ours there, the failing line would not be shown. A bare raise
+            # keeps the traceback as edited (3.11+; 3.10 adds this frame back).
+            hide_own_frames(exc)
+            raise
         finally:
             task.close()
 
@@ -283,7 +292,8 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
             registry.close_all()
         except Exception as exc:
             raise KeyboardInterrupt from exc
-        raise KeyboardInterrupt
+        # from None: a plain Ctrl-C, not one "during handling of" the first
+        raise KeyboardInterrupt from None
 
     @classmethod
     def _anyio_unittest_class_cleanup(
@@ -631,7 +641,13 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
     def _anyio_unittest_test_method(self, method: Callable[[], object]) -> None:
         context = self._anyio_unittest_context
         assert context is not None
-        result = context.run(method)
+        if getattr(method, "is_hypothesis_test", False):
+            # Hypothesis's wrapper drives the runner for each example (through
+            # execute_example): not inside context.run(), as the scope task runs
+            # in that very context and a Context can't be entered twice
+            result = method()
+        else:
+            result = context.run(method)
         if inspect_awaitable(result):
             # an async def test, or a sync one returning an awaitable (a sync
             # decorator around an async test): await it, never let it pass unrun

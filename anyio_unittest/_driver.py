@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import traceback
 from collections.abc import Awaitable, Callable
 from contextvars import Context, ContextVar
@@ -224,15 +225,43 @@ _PACKAGE = __name__.rpartition(".")[0] + "."
 
 
 def describe_task(name: str, coro: Any) -> str:
-    """A task's name, its coroutine and the line it is waiting at."""
+    """A task's name, its coroutine and the line it is waiting at.
+
+    Both are taken from the user's code where the chain of awaits has some: an
+    anyio task runs anyio's wrapper coroutine, and every task ends up waiting
+    deep inside its async library, neither of which tells where the leak is.
+    """
     qualname = getattr(coro, "__qualname__", type(coro).__name__)
-    where = ""
+    frames = []
     while coro is not None:
         frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
         if frame is not None:
-            where = f"{frame.f_code.co_filename}:{frame.f_lineno}"
+            frames.append(frame)
         coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    files = [getattr(sys.modules.get(name), "__file__", None) for name in _LIBRARIES]
+    libraries = tuple(
+        os.path.dirname(os.path.abspath(file)) + os.sep for file in files if file
+    )
+    users = [f for f in frames if not f.f_code.co_filename.startswith(libraries)]
+    if users:
+        code = users[0].f_code
+        qualname = getattr(code, "co_qualname", code.co_name)
+    where = ""
+    if frames:
+        frame = (users or frames)[-1]
+        where = f"{frame.f_code.co_filename}:{frame.f_lineno}"
     return f"{name!r} running {qualname}(), waiting at {where or '?'}"
+
+
+#: the packages whose frames describe_task skips when the user's code has some
+_LIBRARIES = (
+    "asyncio",
+    "trio",
+    "anyio",
+    "outcome",
+    "uvloop",
+    __name__.rpartition(".")[0],
+)
 
 
 def library_error(expected: str) -> RuntimeError | None:

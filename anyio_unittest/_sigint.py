@@ -44,6 +44,9 @@ class _Router:
         #: cancellation (hard: KeyboardInterrupt; soft: Interrupted)
         self.interrupt_current: Callable[[bool], None] | None = None
         self.interrupting = False
+        #: set by a second Ctrl-C: the user wants out now, so a runner that can't
+        #: be closed without waiting (a trio run in a shielded await) is left
+        self.abandoned = False
 
     def handler(self, signum: int, frame: FrameType | None) -> None:
         if self.previous is not signal.default_int_handler:
@@ -52,6 +55,9 @@ class _Router:
             signal.signal(signal.SIGINT, self.previous)
             try:
                 self.previous(signum, frame)  # may raise: a second Ctrl-C under -c
+            except KeyboardInterrupt:
+                self.abandoned = True
+                raise
             finally:
                 signal.signal(signal.SIGINT, self.handler)
             interrupt = self.interrupt_current
@@ -59,6 +65,7 @@ class _Router:
                 interrupt(False)
             return
         if self.interrupting:
+            self.abandoned = True
             raise KeyboardInterrupt
         self.interrupting = True
         interrupt = self.interrupt_current
@@ -81,6 +88,7 @@ class _Router:
         if self.users == 0 and self.installed:
             self.installed = False
             self.interrupting = False
+            self.abandoned = False
             if signal.getsignal(signal.SIGINT) == self.handler:
                 signal.signal(signal.SIGINT, self.previous)
 

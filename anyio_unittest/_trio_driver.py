@@ -67,6 +67,25 @@ OPTIONS = frozenset(
 _STOP = object()
 
 
+class _Spawns(trio.abc.Instrument):
+    """The tasks spawned and not yet exited, numbered in spawn order.
+
+    A test's leftovers are then the live tasks spawned after it started: no walk
+    over the task tree, and nothing at all to look at when there are none.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.alive: dict[trio.lowlevel.Task, int] = {}
+
+    def task_spawned(self, task: trio.lowlevel.Task) -> None:
+        self.count += 1
+        self.alive[task] = self.count
+
+    def task_exited(self, task: trio.lowlevel.Task) -> None:
+        self.alive.pop(task, None)
+
+
 class _Run:
     def __init__(self, options: dict[str, Any]) -> None:
         self.options = options
@@ -78,6 +97,7 @@ class _Run:
         #: the trio tasks of the scope tasks, which are never leaks
         self.scope_tasks: set[trio.lowlevel.Task] = set()
         self.root: trio.lowlevel.Task | None = None
+        self.spawns = _Spawns()
         self._main_wakeup: trio.Event | None = None
         self._stopping = False
         self._token: trio.lowlevel.TrioToken | None = None
@@ -112,6 +132,7 @@ class _Run:
 
     async def _dispatch(self) -> None:
         self.root = trio.lowlevel.current_root_task()
+        trio.lowlevel.add_instrument(self.spawns)
         self._main_wakeup = trio.Event()
         self._token = trio.lowlevel.current_trio_token()
         while await self.wait_next(None) is not _STOP:
@@ -189,6 +210,12 @@ class _Run:
         self._closing.append(task)
 
     def stop(self) -> None:
+        if self.result is None and _sigint.router.abandoned:
+            # A second Ctrl-C: end now. The run may be in a shielded await that
+            # no request reaches until it returns; trio's I/O thread is a
+            # daemon, so the run left behind does not keep the process alive.
+            _sigint.router.release()
+            return
         if self.result is None:
             self._request = _STOP
             try:
@@ -209,46 +236,32 @@ class TrioScopeTask:
         self.next: Call | None = None
         self.wakeup: trio.Event | None = None
         self.ended = False
-        self._system_before = self._system_tasks()
+        self._spawned_before = run.spawns.count
         # a plain marker, not self, so that no reference cycle keeps us alive
         self._marker = object()
         context.run(OWNER.set, self._marker)
-
-    def _system_tasks(self) -> frozenset[trio.lowlevel.Task]:
-        # the root task's nurseries hold trio's own tasks, our dispatcher and
-        # every system task; callers compare two snapshots
-        root = self._run.root
-        if root is None:
-            return frozenset()
-        return frozenset(
-            task for nursery in root.child_nurseries for task in nursery.child_tasks
-        )
 
     def leaked_tasks(self, everything: bool = False) -> list[Any]:
         # trio's nurseries end every task a test opens itself; what can outlive
         # the test is a task it started into a longer-lived nursery (it carries
         # the test's context) or a system task it spawned
-        root = self._run.root
-        if root is None:
-            return []
-        ours = self._run.scope_tasks
-        found = [
+        if everything:
+            return []  # the run may be shared: nothing here is ours to end
+        run = self._run
+        root, ours, start = run.root, run.scope_tasks, self._spawned_before
+        return [
             task
-            for task in self._system_tasks() - self._system_before
-            if task not in ours
+            for task, number in run.spawns.alive.items()
+            if number > start
+            and task not in ours
+            and (
+                task.context.get(OWNER, None) is self._marker
+                or (
+                    task.parent_nursery is not None
+                    and task.parent_nursery.parent_task is root
+                )
+            )
         ]
-        stack = [root]
-        while stack:
-            for nursery in stack.pop().child_nurseries:
-                for task in nursery.child_tasks:
-                    if (
-                        task not in ours
-                        and task.context.get(OWNER, None) is self._marker
-                        and task not in found
-                    ):
-                        found.append(task)
-                    stack.append(task)
-        return found
 
     def cancel_tasks(self, tasks: list[Any]) -> list[BaseException]:
         return []  # trio cancels through nurseries only: tasks end with theirs
