@@ -30,7 +30,6 @@ from ._driver import OWNER, AsyncFn, Call, detach, library_error, waiting_at
 __unittest = True
 
 _TASK_CONTEXT = sys.version_info >= (3, 11)
-_TASK_GET_CONTEXT = sys.version_info >= (3, 12)
 
 #: the option names ``anyio.run`` and anyio's pytest plugin accept for asyncio
 OPTIONS = frozenset({"debug", "use_uvloop", "loop_factory"})
@@ -57,13 +56,6 @@ class AsyncioScopeTask:
     def leaked_tasks(self, everything: bool = False) -> list[Any]:
         if everything:
             candidates: Any = asyncio.all_tasks(self._runner.loop)
-        elif _TASK_GET_CONTEXT:
-            marker = self._marker
-            candidates = [
-                task
-                for task in asyncio.all_tasks(self._runner.loop)
-                if task.get_context().get(OWNER, None) is marker  # type: ignore[attr-defined,unused-ignore]
-            ]
         else:
             candidates = self._runner.owned.get(self._marker, ())
         return [t for t in candidates if t is not self._task and not t.done()]
@@ -262,14 +254,14 @@ class AsyncioRunner:
         #: a finished task must be freed at once, or its "exception was never
         #: retrieved" would be logged after the test that caused it)
         self.owned: dict[object, weakref.WeakSet[Any]] = {}
-        if not _TASK_GET_CONTEXT:
-            self._trace_owners()
+        self._trace_owners()
         _sigint.router.acquire()
 
     def _trace_owners(self) -> None:
-        # Before 3.12 a task's context can't be read, so tasks are traced to the
-        # scope task whose context they were started from (the owner marker in
-        # it) as they are created, by a task factory (~2 µs a task).
+        # Tasks are traced to the scope task whose context they were started
+        # from (the owner marker in it) as they are created, by a task factory:
+        # a test's leftovers are then a look at its own list, where walking
+        # asyncio.all_tasks() would cost every test; our own tasks bypass it.
         loop = self.loop
         owned = self.owned
         inner = loop.get_task_factory()

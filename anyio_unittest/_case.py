@@ -454,13 +454,13 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
         except KeyboardInterrupt:
             self._anyio_unittest_close(owned)
             owned = None
-            registry.close_all()
+            _close_all_on_interrupt()
             raise
         finally:
             self._anyio_unittest_close(owned)
         if self._anyio_unittest_stop:
             # a first Ctrl-C: the test has had its teardown; now stop the run
-            registry.close_all()
+            _close_all_on_interrupt()
             raise KeyboardInterrupt
         return outcome
 
@@ -688,6 +688,15 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
                 self._anyio_unittest_call("cleanup", await_object, result)
         except FirstInterrupt:
             raise self._anyio_unittest_interrupted() from None
+
+
+def _close_all_on_interrupt() -> None:
+    """Close every runner as the run stops for Ctrl-C. Not under pytest: it
+    still tears its class fixtures down (``tearDownClass``, class cleanups) and
+    ends the session, where the plugin closes them; closed now, those would fail
+    (found by tests/test_matrix.py)."""
+    if not registry.pytest_ends_modules:
+        registry.close_all()
 
 
 def _caller_of_run() -> int:

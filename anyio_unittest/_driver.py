@@ -32,35 +32,22 @@ AsyncFn = Callable[..., Awaitable[Any]]
 class Call:
     """One call handed to a scope task, and its outcome."""
 
-    __slots__ = (
-        "args",
-        "done",
-        "error",
-        "finished",
-        "fn",
-        "interrupted",
-        "scope",
-        "soft",
-        "timed_out",
-        "timeout",
-        "value",
-        "where",
-    )
+    # class-level defaults: a call sets only what differs (one per test phase,
+    # so its construction is on the hot path)
+    value: Any = None
+    error: BaseException | None = None
+    finished = False
+    interrupted = False
+    soft = False
+    timed_out = False
+    timeout: float | None = None
+    where = ""
+    #: the backend's cancel scope, where it has one
+    scope: Any = None
 
     def __init__(self, fn: AsyncFn, args: tuple[Any, ...]) -> None:
         self.fn = fn
         self.args = args
-        self.value: Any = None
-        self.error: BaseException | None = None
-        self.finished = False
-        self.interrupted = False
-        self.soft = False
-        self.timed_out = False
-        self.timeout: float | None = None
-        self.where = ""
-        #: the backend's completion signal and cancel scope, where it has them
-        self.done: Any = None
-        self.scope: Any = None
 
     def outcome(self) -> Any:
         """Return the value, or raise what the call raised (dropping our reference)."""
