@@ -1,0 +1,391 @@
+"""Ctrl-C for real: ``python -m unittest`` in a subprocess gets SIGINT at chosen
+points, on asyncio and trio, with and without ``-c`` (``--catch``).
+
+Each child prints a marker line when it reaches the point where it is to be
+interrupted; the signal is sent only once that line has been read, never after
+a blind sleep. Then the child must end within a second, and what it printed
+tells which teardown steps ran and how the run stopped. The scenarios run
+concurrently (each is mostly interpreter start-up) in ``setUpClass``; each test
+checks one of them.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+import unittest
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import anyio_unittest
+
+from ._support import _env, write_suite
+
+PACKAGE_DIR = os.path.dirname(os.path.abspath(anyio_unittest.__file__)) + os.sep
+#: how long the child may take to end after the (last) signal
+BOUND = 1.0
+#: how long a child may take to reach its marker (start-up on a busy machine)
+START_UP = 30.0
+
+SUITE = {
+    "test_interrupt.py": """
+        import os
+        import time
+
+        import anyio
+
+        from anyio_unittest import AnyIOTestCase
+
+        PHASE = os.environ["PHASE"]
+        SCOPE = os.environ["SCOPE"]
+
+
+        def mark(text):
+            print(text, flush=True)
+
+
+        class TestInterrupt(AnyIOTestCase):
+            anyio_backend = os.environ["BACKEND"]
+            loop_scope = SCOPE
+
+            if SCOPE == "class":
+
+                @classmethod
+                async def asyncSetUpClass(cls):
+                    async def class_cleanup():
+                        mark("CLASS CLEANUP RAN")
+
+                    cls.addAsyncClassCleanup(class_cleanup)
+                    if PHASE == "asyncSetUpClass":
+                        mark("WAITING")
+                        await anyio.sleep(30)
+
+            def setUp(self):
+                self.addAsyncCleanup(self.cleanup)
+                if PHASE == "setUp":
+                    mark("WAITING")
+                    # under -c a Ctrl-C in sync code lets it finish, as unittest
+                    # does; without -c it raises at once
+                    time.sleep(float(os.environ["SYNC_SLEEP"]))
+
+            async def cleanup(self):
+                mark("CLEANUP RAN")
+                await anyio.sleep(0)
+                mark("CLEANUP AWAITED")
+
+            async def test_1(self):
+                if PHASE in ("test", "second"):
+                    mark("WAITING")
+                    await anyio.sleep(30)
+
+            async def asyncTearDown(self):
+                mark("TEARDOWN RAN")
+                if PHASE == "asyncTearDown":
+                    mark("WAITING")
+                    await anyio.sleep(30)
+                if PHASE == "second":
+                    with anyio.CancelScope(shield=True):
+                        mark("WAITING AGAIN")
+                        await anyio.sleep(30)
+
+            async def test_2(self):
+                mark("TEST 2 RAN")
+    """
+}
+
+
+@dataclass
+class Scenario:
+    phase: str
+    backend: str
+    catch: bool
+    scope: str = "class"
+
+    @property
+    def name(self) -> str:
+        catch = "_catch" if self.catch else ""
+        return f"{self.phase}_{self.scope}_{self.backend}{catch}"
+
+
+@dataclass
+class Ended:
+    returncode: int
+    stdout: list[str]
+    stderr: str
+    #: seconds from the last signal to the end of the process
+    elapsed: float
+    #: the markers read before each signal was sent
+    before_signal: list[str]
+
+
+def read_until(proc: subprocess.Popen[bytes], marker: str, buffer: bytearray) -> None:
+    """Read the child's stdout into *buffer* until a line equal to *marker*."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    deadline = time.monotonic() + START_UP
+    while marker.encode() not in buffer.splitlines():
+        remaining = deadline - time.monotonic()
+        ready, _, _ = select.select([fd], [], [], max(remaining, 0))
+        if not ready:
+            raise AssertionError(
+                f"no {marker!r} within {START_UP} s: {bytes(buffer)!r}"
+            )
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            raise AssertionError(f"ended before {marker!r}: {bytes(buffer)!r}")
+        buffer += chunk
+
+
+def interrupt(folder: Path, scenario: Scenario) -> Ended:
+    args = [sys.executable, "-W", "error", "-m", "unittest", "-v"]
+    if scenario.catch:
+        args.append("-c")
+    env = _env(
+        {
+            "PHASE": scenario.phase,
+            "BACKEND": scenario.backend,
+            "SCOPE": scenario.scope,
+            "SYNC_SLEEP": "0.3" if scenario.catch else "30",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    proc = subprocess.Popen(
+        [*args, "test_interrupt"],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    buffer = bytearray()
+    markers = (
+        ["WAITING", "WAITING AGAIN"] if scenario.phase == "second" else ["WAITING"]
+    )
+    try:
+        for marker in markers:
+            read_until(proc, marker, buffer)
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+        before = buffer.decode().splitlines()
+        stdout, stderr = proc.communicate(timeout=10)
+        elapsed = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return Ended(
+        proc.returncode,
+        before + [line for line in stdout.decode().splitlines() if line],
+        stderr.decode(),
+        elapsed,
+        before,
+    )
+
+
+SCENARIOS = [
+    Scenario(phase, backend, catch, scope)
+    for phase, scope in [
+        ("test", "function"),
+        ("test", "class"),
+        ("setUp", "class"),
+        ("asyncSetUpClass", "class"),
+        ("asyncTearDown", "class"),
+        ("second", "class"),
+    ]
+    for backend in ("asyncio", "trio")
+    for catch in (False, True)
+]
+
+
+class TestCtrlC(unittest.TestCase):
+    ended: ClassVar[dict[str, Ended | BaseException]]
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        folder = write_suite(SUITE)
+
+        def one(scenario: Scenario) -> Ended | BaseException:
+            try:
+                return interrupt(folder, scenario)
+            except BaseException as exc:  # reported by the test that reads it
+                return exc
+
+        with ThreadPoolExecutor(4) as pool:
+            cls.ended = dict(
+                zip(
+                    [s.name for s in SCENARIOS],
+                    pool.map(one, SCENARIOS),
+                    strict=True,
+                )
+            )
+
+    def outcome(self, name: str) -> Ended:
+        ended = self.ended[name]
+        if isinstance(ended, BaseException):
+            raise ended
+        return ended
+
+    def check(
+        self,
+        phase: str,
+        *,
+        scope: str = "class",
+        ran: list[str],
+        not_ran: list[str],
+        catch_ran: list[str] | None = None,
+    ) -> None:
+        """Both backends, without and with -c: ended within BOUND, ran the
+        markers *ran* (after the signal, in this order) and none of *not_ran*."""
+        for backend in ("asyncio", "trio"):
+            for catch in (False, True):
+                name = Scenario(phase, backend, catch, scope).name
+                with self.subTest(name):
+                    ended = self.outcome(name)
+                    report = f"stdout: {ended.stdout}\nstderr: {ended.stderr}"
+                    self.assertLess(ended.elapsed, BOUND, report)
+                    after = ended.stdout[len(ended.before_signal) :]
+                    expected = ran + (catch_ran or []) if catch else ran
+                    if backend == "asyncio" and "CLEANUP RAN" in expected:
+                        # trio runs the rest of an interrupted test's async code
+                        # cancelled (documented): a cleanup's first await ends it
+                        index = expected.index("CLEANUP RAN") + 1
+                        expected = [
+                            *expected[:index],
+                            "CLEANUP AWAITED",
+                            *expected[index:],
+                        ]
+                    self.assertEqual(
+                        [line for line in after if line in ALL_MARKERS],
+                        expected,
+                        report,
+                    )
+                    for marker in not_ran:
+                        self.assertNotIn(marker, ended.stdout, report)
+                    if catch:
+                        self.assert_graceful_stop(ended, report)
+                    else:
+                        self.assert_keyboard_interrupt(ended, report)
+
+    def assert_graceful_stop(self, ended: Ended, report: str) -> None:
+        """-c: the interrupted test (or class) errors, the run stops with a summary."""
+        self.assertEqual(ended.returncode, 1, report)
+        self.assertRegex(ended.stderr, r"\nRan [01] tests? in ", report)
+        self.assertIn("\nFAILED (errors=1)", ended.stderr, report)
+        self.assertIn("Interrupted: interrupted by Ctrl-C", ended.stderr, report)
+        self.assertNotIn("KeyboardInterrupt", ended.stderr, report)
+        self.assertNotIn(PACKAGE_DIR, ended.stderr, report)
+
+    def assert_keyboard_interrupt(
+        self, ended: Ended, report: str, last_line: bool = True
+    ) -> None:
+        """Without -c: KeyboardInterrupt ends the process, as Python's own does."""
+        self.assertEqual(ended.returncode, -signal.SIGINT, report)
+        if last_line:
+            last = ended.stderr.strip().splitlines()[-1]
+            self.assertEqual(last, "KeyboardInterrupt", report)
+        else:
+            self.assertIn("\nKeyboardInterrupt\n", ended.stderr, report)
+        self.assertNotIn("\nRan ", ended.stderr, report)
+        self.assertNotIn("FirstInterrupt", ended.stderr, report)
+
+    def test_while_awaiting_in_a_test(self) -> None:
+        for scope in ("function", "class"):
+            self.check(
+                "test",
+                scope=scope,
+                ran=["TEARDOWN RAN", "CLEANUP RAN"],
+                catch_ran=["CLASS CLEANUP RAN"] if scope == "class" else [],
+                not_ran=["TEST 2 RAN"],
+            )
+
+    def test_while_awaiting_in_async_teardown(self) -> None:
+        self.check(
+            "asyncTearDown",
+            ran=["CLEANUP RAN"],
+            catch_ran=["CLASS CLEANUP RAN"],
+            not_ran=["TEST 2 RAN"],
+        )
+
+    def test_while_awaiting_in_async_setup_class(self) -> None:
+        # the class's teardown is its cleanups: they run, with and without -c
+        self.check(
+            "asyncSetUpClass",
+            ran=["CLASS CLEANUP RAN"],
+            not_ran=["TEARDOWN RAN", "TEST 2 RAN"],
+        )
+
+    def test_during_sync_setup(self) -> None:
+        # without -c, KeyboardInterrupt is raised in time.sleep(): setUp fails,
+        # so (as unittest does) no teardown, but the cleanups run
+        for backend in ("asyncio", "trio"):
+            name = Scenario("setUp", backend, False).name
+            with self.subTest(name):
+                ended = self.outcome(name)
+                report = f"stdout: {ended.stdout}\nstderr: {ended.stderr}"
+                self.assertLess(ended.elapsed, BOUND, report)
+                after = ended.stdout[len(ended.before_signal) :]
+                self.assertEqual(after, ["CLEANUP RAN", "CLEANUP AWAITED"], report)
+                self.assert_keyboard_interrupt(ended, report)
+
+    def test_during_sync_setup_with_catch(self) -> None:
+        # with -c, as unittest's own handler: the sync code finishes, the run
+        # stops after this test with a summary, and the next test never runs
+        for backend in ("asyncio", "trio"):
+            name = Scenario("setUp", backend, True).name
+            with self.subTest(name):
+                ended = self.outcome(name)
+                report = f"stdout: {ended.stdout}\nstderr: {ended.stderr}"
+                self.assertLess(ended.elapsed, BOUND, report)
+                after = ended.stdout[len(ended.before_signal) :]
+                self.assertEqual(
+                    after,
+                    [
+                        "TEARDOWN RAN",
+                        "CLEANUP RAN",
+                        "CLEANUP AWAITED",
+                        "CLASS CLEANUP RAN",
+                    ],
+                    report,
+                )
+                self.assertEqual(ended.returncode, 0, report)
+                self.assertIn("\nRan 1 test in ", ended.stderr, report)
+                self.assertIn("\nOK", ended.stderr, report)
+
+    def test_a_second_ctrl_c_ends_the_run_at_once(self) -> None:
+        # the first one interrupts the test, the second one a teardown that
+        # would sleep for 30 s (shielded from cancellation)
+        for backend in ("asyncio", "trio"):
+            for catch in (False, True):
+                name = Scenario("second", backend, catch).name
+                with self.subTest(name):
+                    ended = self.outcome(name)
+                    report = f"stdout: {ended.stdout}\nstderr: {ended.stderr}"
+                    self.assertEqual(
+                        ended.before_signal[-2:], ["TEARDOWN RAN", "WAITING AGAIN"]
+                    )
+                    self.assertLess(ended.elapsed, BOUND, report)
+                    after = ended.stdout[len(ended.before_signal) :]
+                    self.assertEqual(after, [], report)
+                    # a trio run left in a shielded await is abandoned, and
+                    # Python may report its coroutines as it exits
+                    self.assert_keyboard_interrupt(
+                        ended, report, last_line=backend == "asyncio"
+                    )
+
+
+ALL_MARKERS = {
+    "TEARDOWN RAN",
+    "CLEANUP RAN",
+    "CLEANUP AWAITED",
+    "CLASS CLEANUP RAN",
+    "TEST 2 RAN",
+}
+
+
+if __name__ == "__main__":
+    unittest.main()
