@@ -27,7 +27,9 @@ from typing import Any
 from . import _sigint
 from ._driver import OWNER, AsyncFn, Call, detach, library_error, waiting_at
 
+# our frames are hidden from reported tracebacks: unittest's flag, and pytest's
 __unittest = True
+__tracebackhide__ = True
 
 _TASK_CONTEXT = sys.version_info >= (3, 11)
 

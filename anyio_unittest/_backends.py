@@ -10,7 +10,9 @@ from typing import Any, Literal, TypeAlias
 
 from ._driver import Runner
 
+# our frames are hidden from reported tracebacks: unittest's flag, and pytest's
 __unittest = True
+__tracebackhide__ = True
 
 BackendName: TypeAlias = Literal["asyncio", "trio"]
 #: ``"asyncio"``, ``"trio"``, or ``(name, options)`` with anyio's option names

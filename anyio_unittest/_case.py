@@ -40,7 +40,9 @@ from ._meta import (
 )
 from ._scopes import Scope, await_object, await_result, current_module_scope, registry
 
+# our frames are hidden from reported tracebacks: unittest's flag, and pytest's
 __unittest = True
+__tracebackhide__ = True
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -410,7 +412,8 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
         )
         if policy == "fail":
             return [text, *raised]
-        if policy == "warn":
+        if policy == "warn" or not cancelled:
+            # "cancel" can't be honoured on trio: say so rather than stay silent
             warnings.warn(LeakedTaskWarning(text), stacklevel=1)
         return raised
 

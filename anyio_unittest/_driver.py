@@ -24,7 +24,9 @@ from typing import Any, Protocol
 
 import sniffio
 
+# our frames are hidden from reported tracebacks: unittest's flag, and pytest's
 __unittest = True
+__tracebackhide__ = True
 
 AsyncFn = Callable[..., Awaitable[Any]]
 

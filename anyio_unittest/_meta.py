@@ -25,7 +25,9 @@ from ._backends import (
     selected,
 )
 
+# our frames are hidden from reported tracebacks: unittest's flag, and pytest's
 __unittest = True
+__tracebackhide__ = True
 
 LOOP_SCOPES = ("function", "class", "module", "session")
 LEAKED_TASKS = ("fail", "warn", "cancel", "ignore")

@@ -33,7 +33,9 @@ from typing import Any
 from ._backends import Backend, ConfigurationError
 from ._driver import Runner, ScopeTask
 
+# our frames are hidden from reported tracebacks: unittest's flag, and pytest's
 __unittest = True
+__tracebackhide__ = True
 
 
 async def await_result(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:

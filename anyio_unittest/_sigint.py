@@ -32,7 +32,9 @@ from typing import Any
 
 from ._driver import FirstInterrupt
 
+# our frames are hidden from reported tracebacks: unittest's flag, and pytest's
 __unittest = True
+__tracebackhide__ = True
 
 
 class _Router:

@@ -52,7 +52,9 @@ from ._driver import (
     waiting_at,
 )
 
+# our frames are hidden from reported tracebacks: unittest's flag, and pytest's
 __unittest = True
+__tracebackhide__ = True
 
 #: options passed to the trio run (the host-loop arguments are ours)
 OPTIONS = frozenset(

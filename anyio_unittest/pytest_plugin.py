@@ -30,7 +30,10 @@ def pytest_runtest_teardown(
         registry.end_module(module.__name__)
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    # after pytest's own, which tears down what a stopped run (Ctrl-C) left set
+    # up: tearDownClass and class cleanups need their runners still open
     registry.close_all()
 
 
