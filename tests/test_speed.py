@@ -32,8 +32,8 @@ LIMITS = [
     ("anyio-asyncio-class", "anyio-asyncio-function", 0.5),
     ("anyio-trio-class", "anyio-trio-function", 0.5),
     ("anyio-asyncio-function", bench.PEER, 0.5),
-    ("anyio-asyncio-class", bench.FLOOR, 10.0),
-    ("anyio-trio-class", bench.FLOOR, 15.0),
+    ("anyio-asyncio-class", bench.FLOOR, 15.0),
+    ("anyio-trio-class", bench.FLOOR, 20.0),
 ]
 
 
