@@ -182,12 +182,19 @@ class AsyncioScopeTask:
         self._runner.loop.call_soon_threadsafe(task.cancel)
 
     def _abandon(self, task: asyncio.Task[None]) -> None:
+        # End the task, not only the call: cancelled, the call ends, _main stops
+        # the loop and (handed _END) returns. Left waiting for a next call, the
+        # task would be destroyed pending, an error of the next test on this
+        # runner (found by tests/test_misuse.py: loop.stop() in a test).
+        self._next = _END
         task.cancel()
         loop = self._runner.loop
         if not loop.is_closed() and not loop.is_running():
             # best effort: the error that brought us here is the one to report
+            guard = loop.call_later(1.0, loop.stop)  # a test deaf to cancellation
             with contextlib.suppress(BaseException):
-                loop.run_until_complete(asyncio.wait([task]))
+                loop.run_forever()
+            guard.cancel()
         self._task = None
         self._inbox = None
 

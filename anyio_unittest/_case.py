@@ -31,8 +31,8 @@ from ._driver import (
     Runner,
     ScopeTask,
     describe_task,
-    hide_own_frames,
 )
+from ._examples import execute_example
 from ._meta import (
     PARAMETRISED_ATTR,
     AnyIOTestCaseMeta,
@@ -176,33 +176,9 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
         cls.addAsyncClassCleanup(exit_, cm, None, None, None)
         return result
 
-    def execute_example(self, function: Callable[[], object]) -> object:
-        """Run one Hypothesis example; ``@given`` on an ``async def`` test works.
-
-        Hypothesis calls this for each example it tries. The example runs on the
-        test's runner, in a scope task of its own whose context is a fresh copy of
-        the test's, so nothing one example sets is seen by the next.
-        """
-        context = self._anyio_unittest_context
-        runner = self._anyio_unittest_runner
-        if context is None or runner is None:
-            raise RuntimeError(f"{self.id()}: an example can only run inside the test")
-        example = context.copy()
-        result = example.run(function)
-        if not inspect_awaitable(result):
-            return result
-        task = runner.open_task(example)
-        try:
-            return task.call(await_object, result, timeout=self._anyio_unittest_timeout)
-        except BaseException as exc:
-            # unittest cuts a failure's traceback at the first frame marked
-            # __unittest after the user's (Hypothesis's wrapper of the test):
-            # with ours there, the failing line would not be shown. A bare raise
-            # keeps the traceback as edited (3.11+; 3.10 adds this frame back).
-            hide_own_frames(exc)
-            raise
-        finally:
-            task.close()
+    #: Hypothesis calls this for each example (``@given`` on an ``async def``
+    #: test): see ``_examples``; defined there so that its frame is not ours
+    execute_example = execute_example
 
     # -- class scope ---------------------------------------------------------
 

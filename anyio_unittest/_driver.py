@@ -222,10 +222,12 @@ def describe_task(name: str, coro: Any) -> str:
     """
     qualname = getattr(coro, "__qualname__", type(coro).__name__)
     frames = []
+    names = {}  # frame -> its coroutine's qualified name (code has it from 3.11)
     while coro is not None:
         frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
         if frame is not None:
             frames.append(frame)
+            names[frame] = getattr(coro, "__qualname__", frame.f_code.co_name)
         coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
     files = [getattr(sys.modules.get(name), "__file__", None) for name in _LIBRARIES]
     libraries = tuple(
@@ -233,8 +235,7 @@ def describe_task(name: str, coro: Any) -> str:
     )
     users = [f for f in frames if not f.f_code.co_filename.startswith(libraries)]
     if users:
-        code = users[0].f_code
-        qualname = getattr(code, "co_qualname", code.co_name)
+        qualname = names[users[0]]
     where = ""
     if frames:
         frame = (users or frames)[-1]

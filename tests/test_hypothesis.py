@@ -12,6 +12,7 @@ import asyncio
 import contextvars
 import inspect
 import os
+import sys
 import unittest
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -137,6 +138,11 @@ class HypothesisTests(_Base):
         lines, first = inspect.getsourcelines(body.test_shrinks)
         line = first + next(i for i, s in enumerate(lines) if "# the failing line" in s)
         self.assertIn(f'File "{THIS_FILE}", line {line}, in test_shrinks', text)
+        if sys.version_info < (3, 11):
+            # 3.10 can't re-raise an edited traceback without the re-raising
+            # frame (anyio_unittest/_examples.py, documented there): only that one
+            example_frame = os.path.join(PACKAGE_DIR, "_examples.py")
+            traceback_part = traceback_part.replace(example_frame, "")
         self.assertNotIn(PACKAGE_DIR, traceback_part)
 
 
