@@ -13,7 +13,7 @@ installed). Everything listens on the loopback interface only.
 from __future__ import annotations
 
 import anyio
-from anyio.abc import SocketAttribute, SocketListener, SocketStream, TaskStatus
+from anyio.abc import SocketAttribute, SocketStream, TaskGroup
 
 from anyio_unittest import AnyIOTestCase
 
@@ -25,19 +25,9 @@ async def echo(stream: SocketStream) -> None:
             await stream.send(chunk)
 
 
-async def serve(
-    listener: SocketListener,
-    *,
-    task_status: TaskStatus[anyio.CancelScope] = anyio.TASK_STATUS_IGNORED,
-) -> None:
-    """Serve :func:`echo` until the cancel scope handed to the starter is cancelled."""
-    with anyio.CancelScope() as scope:
-        task_status.started(scope)
-        await listener.serve(echo)
-
-
-async def stop(scope: anyio.CancelScope) -> None:
-    scope.cancel()
+async def stop(server: TaskGroup) -> None:
+    """Cancel the tasks of *server*; its task group's exit waits for them to end."""
+    server.cancel_scope.cancel()
 
 
 class TestEchoServer(AnyIOTestCase):
@@ -60,7 +50,8 @@ class TestEchoServer(AnyIOTestCase):
         )
         cls.port = listener.extra(SocketAttribute.local_port)
         server = await cls.enterAsyncClassContext(anyio.create_task_group())
-        cls.addAsyncClassCleanup(stop, await server.start(serve, listener))
+        server.start_soon(listener.serve, echo)
+        cls.addAsyncClassCleanup(stop, server)
         cls.client = await cls.enterAsyncClassContext(
             await anyio.connect_tcp("127.0.0.1", cls.port)
         )
