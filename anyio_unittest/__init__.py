@@ -10,7 +10,10 @@ from ._case import LoopScope as LoopScope
 from ._case import addAsyncModuleCleanup as addAsyncModuleCleanup
 from ._case import enterAsyncModuleContext as enterAsyncModuleContext
 from ._case import timeout as timeout
+from ._driver import Interrupted as Interrupted
 from ._driver import RunnerConflictError as RunnerConflictError
+from ._scopes import LoopErrors as LoopErrors
+from ._scopes import ScopeCancelled as ScopeCancelled
 from ._version import __version__ as __version__
 
 __all__ = [
@@ -18,10 +21,13 @@ __all__ = [
     "BackendName",
     "BackendSpec",
     "ConfigurationError",
+    "Interrupted",
     "LeakedTaskWarning",
     "LeakedTasks",
+    "LoopErrors",
     "LoopScope",
     "RunnerConflictError",
+    "ScopeCancelled",
     "__version__",
     "addAsyncModuleCleanup",
     "enterAsyncModuleContext",
@@ -32,8 +38,11 @@ __all__ = [
 for _obj in (
     AnyIOTestCase,
     ConfigurationError,
+    Interrupted,
     LeakedTaskWarning,
+    LoopErrors,
     RunnerConflictError,
+    ScopeCancelled,
     addAsyncModuleCleanup,
     enterAsyncModuleContext,
     timeout,

@@ -249,13 +249,6 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
             if kwargs:
                 return scope.call(await_result, fn, *args, timeout=limit, **kwargs)
             return scope.call(fn, *args, timeout=limit)
-        except CallTimeout as exc:
-            raise TimeoutError(
-                f"{cls.__module__}.{cls.__qualname__}: "
-                f"{getattr(fn, '__qualname__', fn)} exceeded class_timeout = "
-                f"{exc.timeout:g} seconds; it was waiting at:\n"
-                f"{exc.where or '  (no stack)'}"
-            ) from None
         except FirstInterrupt:
             cls._anyio_unittest_stop_run()
 

@@ -38,7 +38,16 @@ def execute_example(self: Any, function: Callable[[], object]) -> object:
         return result
     task = runner.open_task(example)
     try:
-        return task.call(await_object, result, timeout=self._anyio_unittest_timeout)
+        value = task.call(await_object, result, timeout=self._anyio_unittest_timeout)
+        if type(self).loop_scope != "function" and type(self).leaked_tasks != "ignore":
+            # each example is its own scope task: check what it left, as for a test
+            leaked = task.leaked_tasks()
+            problems = (
+                self._anyio_unittest_leaks(task, runner, leaked) if leaked else []
+            )
+            if problems:
+                raise self.failureException("\n\n".join(problems))
+        return value
     except BaseException as exc:
         hide_own_frames(exc)
         if sys.version_info >= (3, 11):

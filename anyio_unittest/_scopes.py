@@ -31,7 +31,7 @@ from contextvars import Context, ContextVar
 from typing import Any
 
 from ._backends import Backend, ConfigurationError
-from ._driver import Runner, ScopeTask
+from ._driver import CallTimeout, Runner, ScopeTask
 
 # our frames are hidden from reported tracebacks: unittest's flag, and pytest's
 __unittest = True
@@ -68,7 +68,26 @@ class Scope:
         task = self._task
         if task is None:
             task = self._task = self.runner.open_task(self.context)
-        return task.call(fn, *args, timeout=timeout)
+        try:
+            return task.call(fn, *args, timeout=timeout)
+        except CallTimeout as exc:
+            raise TimeoutError(
+                f"{self.label}: {_name(fn, args)} exceeded class_timeout = "
+                f"{exc.timeout:g} seconds; it was waiting at:\n"
+                f"{exc.where or '  (no stack)'}"
+            ) from None
+        except (KeyboardInterrupt, SystemExit, GeneratorExit):
+            raise
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                raise
+            # a cancellation (asyncio's or trio's): unittest's class and module
+            # fixtures catch Exception only, and must not end the run for it
+            raise ScopeCancelled(
+                f"{self.label}: {_name(fn, args)} was cancelled; typically a task "
+                f"group it runs in (entered by asyncSetUpClass or "
+                f"asyncSetUpModule) was cancelled because a task in it failed"
+            ) from exc
 
     def close(self) -> None:
         task, self._task = self._task, None
@@ -86,6 +105,16 @@ class Scope:
                 f"the event loop of the {self.label} swallowed these errors outside "
                 f"any test:\n\n" + "\n".join(errors)
             )
+
+
+def _name(fn: Callable[..., Any], args: tuple[Any, ...]) -> str:
+    if fn is await_result and args:  # a cleanup: name the user's function
+        fn = args[0]
+    return str(getattr(fn, "__qualname__", fn))
+
+
+class ScopeCancelled(Exception):
+    """A class- or module-level async step was cancelled (not by a time limit)."""
 
 
 class LoopErrors(Exception):

@@ -102,6 +102,7 @@ class _Run:
         self.spawns = _Spawns()
         self._main_wakeup: trio.Event | None = None
         self._stopping = False
+        self._driving = False
         self._token: trio.lowlevel.TrioToken | None = None
         self.result: outcome.Outcome[None] | None = None
         _sigint.router.acquire()
@@ -188,12 +189,22 @@ class _Run:
                 return None
 
     def drive(self, request: Callable[[], object], call: Call) -> Any:
+        if self._driving:
+            # called from code this run is running (a test run from inside a
+            # test): its next tick can't come before this one returns, so
+            # pumping would wait forever (found by tests/test_misuse.py)
+            raise RuntimeError(
+                "anyio_unittest can't drive its trio run from code running in "
+                "that run (a test or hook run from inside another test?)"
+            )
         self._request = request
         router = _sigint.router
         router.interrupt_current = partial(self._interrupt, call)
+        self._driving = True
         try:
             self._pump(lambda: call.finished)
         finally:
+            self._driving = False
             router.interrupt_current = None
         return call.outcome()
 

@@ -145,6 +145,28 @@ class HypothesisTests(_Base):
             traceback_part = traceback_part.replace(example_frame, "")
         self.assertNotIn(PACKAGE_DIR, traceback_part)
 
+    def test_a_task_an_example_leaves_running_fails_the_test(self) -> None:
+        class Body:
+            loop_scope = "class"
+
+            @classmethod
+            async def asyncSetUpClass(cls) -> None:
+                cls.group = await cls.enterAsyncClassContext(anyio.create_task_group())
+                cls.addAsyncClassCleanup(cancel, cls.group.cancel_scope)
+
+            @settings(database=None, deadline=None, max_examples=3)
+            @given(st.integers())
+            async def test_leaks(self, n: int) -> None:
+                self.group.start_soon(anyio.sleep, 10, name="leaked by an example")
+
+        result = run_classes(self.make(Body))
+        self.assertEqual(len(result.failures), 1, problems(result))
+        self.assertIn("'leaked by an example'", result.failures[0][1])
+
+
+async def cancel(scope: anyio.CancelScope) -> None:
+    scope.cancel()
+
 
 class TestHypothesisAsyncio(HypothesisTests, unittest.TestCase):
     backend = "asyncio"
