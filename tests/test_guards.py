@@ -29,7 +29,7 @@ from anyio.abc import SocketAttribute, TaskGroup
 import anyio_unittest
 from anyio_unittest import AnyIOTestCase, LeakedTaskWarning
 
-from ._support import Outcome, run_pytest, run_unittest, write_suite
+from ._support import Outcome, run_pytest, run_unittest, unittest_id, write_suite
 
 THIS_FILE = os.path.abspath(__file__)
 PACKAGE_DIR = os.path.dirname(os.path.abspath(anyio_unittest.__file__)) + os.sep
@@ -812,7 +812,7 @@ class TestDoneWhen(unittest.TestCase):
             for block in output.split("=" * 70)[1:]:
                 header = block.strip().splitlines()[0]
                 self.assertTrue(header.startswith("FAIL: "), header)
-                test_id = header.partition("(")[2].rstrip(")")
+                test_id = unittest_id(header.removeprefix("FAIL: "))
                 failed[test_id.partition(".")[2]] = block
             self.assert_reported(failed)
             self.assertNotIn(PACKAGE_DIR, output)
