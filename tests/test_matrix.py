@@ -79,7 +79,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -475,7 +475,7 @@ def child(job):
     os._exit(code)
 
 
-def warm_up():
+def warm_up(pytest_too):
     """Import now what a first run imports lazily, so that no child has to."""
     import contextlib
 
@@ -495,6 +495,8 @@ def warm_up():
         result = unittest.TestResult()
         suite(cls).run(result)
         assert result.wasSuccessful(), result.errors
+    if not pytest_too:
+        return
     # pytest renders a KeyboardInterrupt by parsing the source file of every
     # frame (~0.2 s a run): parse each file once, here, for all the children
     import ast
@@ -507,7 +509,7 @@ def warm_up():
     cached_ast.__dict__.update(ast.__dict__)
     cached_ast.parse = functools.lru_cache(maxsize=None)(ast.parse)
     source.ast = cached_ast
-    folder = os.path.join(os.path.dirname(sys.argv[1]), "warm_up")
+    folder = os.path.splitext(sys.argv[1])[0] + "_warm_up"
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, "test_warm_up.py"), "w") as f:
         f.write(WARM_UP_TEST)
@@ -530,7 +532,7 @@ class WarmUp(AnyIOTestCase):
 def main():
     jobs = json.load(open(sys.argv[1]))
     results = {}
-    warm_up()
+    warm_up(any(job["runner"] == "pytest" for job in jobs))
     # what is imported now is never garbage: the children's collections skip it
     gc.collect()
     gc.freeze()
@@ -1055,6 +1057,31 @@ PYTEST_ARGS = [
 ]
 
 
+#: for the cells that stop the run under pytest (one pytest a child, ~0.1 s
+#: each, a quarter of it registering plugins): builtin plugins that take no
+#: part in a run of unittest tests that stops are left out
+LEAN = [
+    word
+    for name in (
+        "anyio",
+        "xdist",
+        "xdist.looponfail",
+        "doctest",
+        "junitxml",
+        "pastebin",
+        "legacypath",
+        "stepwise",
+        "setuponly",
+        "setupplan",
+        "tmpdir",
+        "monkeypatch",
+        "recwarn",
+        "python_path",
+    )
+    for word in ("-p", f"no:{name}")
+]
+
+
 def run_real(
     folder: Path,
     runner: str,
@@ -1095,7 +1122,7 @@ def run_forked(
                 "runner": runner,
                 "module": module,
                 "cwd": str(folder / module),
-                "args": PYTEST_ARGS,
+                "args": [*PYTEST_ARGS, *LEAN],
                 "out": str(folder / f"{name}.out"),
                 "report": str(folder / f"{name}.json"),
             }
@@ -1138,9 +1165,9 @@ def run_forked(
 class BackendMatrix:
     """Generates and runs every cell of one backend under both runners.
 
-    *twins*: the backend whose runs hold the sync twins of this one's cells
-    (a twin depends on the backend only through the cancellation exception, so
-    uvloop's cells are compared with asyncio's twins).
+    *twins*: the backend whose runs hold the sync twins of this one's cells (a
+    twin depends on the backend only through the cancellation exception: the
+    other backends run only the twins that differ, see ``own_twin``).
     """
 
     def __init__(self, backend: str, root: Path, twins: str) -> None:
@@ -1170,8 +1197,8 @@ class BackendMatrix:
     def shared_modules(self, runner: str) -> list[str]:
         names = []
         folder = f"shared_{runner}"
-        sides = (False, True) if self.twins == self.backend else (False,)
-        for twin in sides:
+        holder = self.twins == self.backend  # of every twin, or only its own
+        for twin in (False, True):
             prefix = f"test_{runner[0]}{'t' if twin else 'a'}"
             for scope in SCOPES:
                 cells = [
@@ -1180,7 +1207,10 @@ class BackendMatrix:
                     if c.scope == scope
                     and not c.module_level
                     and not stops(runner, c.hook, c.fault)
+                    and (holder or not twin or own_twin(c))
                 ]
+                if not cells:
+                    continue
                 name = f"{prefix}_{scope}"
                 names.append(name)
                 self.write(
@@ -1200,6 +1230,7 @@ class BackendMatrix:
                         cell.scope == scope
                         and cell.module_level
                         and not stops(runner, cell.hook, cell.fault)
+                        and (holder or not twin or own_twin(cell))
                     ):
                         name = f"{prefix}_{cell.cid}"
                         names.append(name)
@@ -1214,6 +1245,8 @@ class BackendMatrix:
                                 module_cell=cell,
                             ),
                         )
+            if twin and not holder:
+                continue
             # the last module: one clean class per scope, after every fault
             name = f"{prefix}_zz_clean"
             names.append(name)
@@ -1269,12 +1302,13 @@ class BackendMatrix:
 
     def holds_twin(self, cell: Cell) -> bool:
         """Whether this backend's folder runs the twin of *cell* (of any backend)."""
-        if cell.fault == "cancel":  # the one fault whose twin needs the backend
-            return self.backend == ("trio" if cell.backend == "trio" else "asyncio")
-        return self.backend == "asyncio"
+        return self.backend == twin_holder(cell)
 
-    def run_stops(self, runner: str, everything: list[Cell]) -> None:
-        """This backend's cells that stop *runner*, and the twins it holds."""
+    def stop_jobs(
+        self, runner: str, everything: list[Cell]
+    ) -> list[tuple[float, Callable[[], None]]]:
+        """This backend's cells that stop *runner*, and the twins it holds, in
+        chunks of one fork server each: (estimated seconds, run it)."""
         jobs = []
         index: dict[str, tuple[str, str, bool]] = {}
         for cell in self.stop_cells(runner):
@@ -1287,14 +1321,31 @@ class BackendMatrix:
                 if module not in index:
                     jobs.append((module, runner, module))
                     index[module] = (runner, cell.cid, True)
-        for name, result in run_forked(self.folder, jobs, self.backend).items():
-            self.stopped[index[name]] = result
+
+        def run_chunk(chunk: list[tuple[str, str, str]]) -> None:
+            for name, result in run_forked(self.folder, chunk, self.backend).items():
+                self.stopped[index[name]] = result
+
+        each = 0.1 if runner == "pytest" else 0.03  # seconds a child, unloaded
+        size = 48 if runner == "pytest" else 90
+        return [
+            (1 + each * len(jobs[i : i + size]), partial(run_chunk, jobs[i : i + size]))
+            for i in range(0, len(jobs), size)
+        ]
+
+
+def own_twin(cell: Cell) -> bool:
+    """Whether the twin of *cell* differs from the asyncio cell's twin: only in
+    the cancellation exception, where unittest sees it."""
+    return (
+        cell.backend == "trio"
+        and cell.fault == "cancel"
+        and cell.hook not in ASYNC_SCOPE_STEPS
+    )
 
 
 def twin_holder(cell: Cell) -> str:
-    if cell.fault == "cancel" and cell.backend == "trio":
-        return "trio"
-    return "asyncio"
+    return cell.backend if own_twin(cell) else "asyncio"
 
 
 # --------------------------------------------------------------------------
@@ -1543,29 +1594,61 @@ def owner_kind(owner: str) -> str:
 # the tests
 
 
+#: cells that stop the run, also run as real ``python -m`` processes
+REAL_SAMPLES = [
+    ("unittest", Cell("asyncio", "module", "test", "interrupt")),
+    ("unittest", Cell("trio", "class", "asyncSetUpClass", "exit")),
+    ("pytest", Cell("trio", "module", "asyncTearDown", "interrupt")),
+    ("pytest", Cell("asyncio", "session", "asyncSetUpModule", "interrupt")),
+]
+
+
 class FaultMatrix(unittest.TestCase):
     """Every cell of every backend, under unittest and pytest."""
 
     matrices: dict[str, BackendMatrix]
+    #: (runner, cid, twin, backend) -> a real python -m run of that stop cell
+    real: dict[tuple[str, str, bool, str], ProcessResult]
 
     @classmethod
     def setUpClass(cls) -> None:
         root = Path(tempfile.mkdtemp(prefix="anyio_unittest_matrix_"))
         cls.addClassCleanup(shutil.rmtree, root, True)
-        cls.matrices = {
-            b: BackendMatrix(b, root, "asyncio" if b == "asyncio_uvloop" else b)
-            for b in BACKENDS
-        }
+        cls.matrices = {b: BackendMatrix(b, root, "asyncio") for b in BACKENDS}
         everything = [c for m in cls.matrices.values() for c in m.cells]
-        jobs: list[Callable[[], None]] = []
+        jobs: list[tuple[float, Callable[[], None]]] = []
         for matrix in cls.matrices.values():
             for runner in RUNNERS:
-                jobs.append(lambda m=matrix, r=runner: m.run_stops(r, everything))
-                jobs.append(lambda m=matrix, r=runner: m.run_shared(r))
+                jobs += matrix.stop_jobs(runner, everything)
+                cost = 5.0 if runner == "pytest" else 1.5
+                jobs.append((cost, partial(matrix.run_shared, runner)))
+        cls.real = {}
+        for runner, cell in REAL_SAMPLES:
+            for twin in (False, True):
+                holder = cls.matrices[twin_holder(cell) if twin else cell.backend]
+                key = (runner, cell.cid, twin, holder.backend)
+                jobs.append((1.0, partial(cls.run_real_sample, holder, key)))
+        jobs.sort(key=lambda job: -job[0])  # the longest first: they end together
         with ThreadPoolExecutor(3) as pool:
-            futures: list[Future[None]] = [pool.submit(job) for job in jobs]
+            futures: list[Future[None]] = [pool.submit(job) for _, job in jobs]
             for future in futures:
                 future.result()
+
+    @classmethod
+    def run_real_sample(
+        cls, holder: BackendMatrix, key: tuple[str, str, bool, str]
+    ) -> None:
+        runner, cid, twin, _ = key
+        module = f"test_{runner[0]}s{'t' if twin else 'a'}_{cid}"
+        target = module if runner == "unittest" else f"{module}.py"
+        cls.real[key] = run_real(
+            holder.folder,
+            runner,
+            [target],
+            module,
+            holder.backend,
+            cwd=holder.folder / module,
+        )
 
     def shared_twin(self, matrix: BackendMatrix, runner: str) -> ProcessResult:
         return self.matrices[matrix.twins].shared[runner]
@@ -1587,7 +1670,10 @@ class FaultMatrix(unittest.TestCase):
             for cell in matrix.cells:
                 if not stops(runner, cell.hook, cell.fault):
                     with self.subTest(cell=str(cell)):
-                        problems = check_shared_cell(result, twin, runner, cell)
+                        holder = matrix if own_twin(cell) else self.matrices["asyncio"]
+                        problems = check_shared_cell(
+                            result, holder.shared[runner], runner, cell
+                        )
                         self.assertFalse(problems, f"\n{cell}:\n" + "\n".join(problems))
 
     def check_clean(
@@ -1634,42 +1720,20 @@ class FaultMatrix(unittest.TestCase):
         self.check_stops("pytest")
 
     def test_the_fork_server_runs_as_the_real_runners_do(self) -> None:
-        """A few cells that stop the run, as real ``python -m`` processes: the
-        same exit, the same hooks, the same reports as in the fork server."""
-        samples = [
-            ("unittest", Cell("asyncio", "module", "test", "interrupt")),
-            ("unittest", Cell("trio", "class", "asyncSetUpClass", "exit")),
-            ("unittest", Cell("asyncio", "session", "setUpClass", "cancel")),
-            ("unittest", Cell("trio", "module", "asyncTearDownModule", "exit")),
-            ("pytest", Cell("trio", "module", "asyncTearDown", "interrupt")),
-            ("pytest", Cell("asyncio", "session", "asyncSetUpModule", "interrupt")),
-        ]
-        for runner, cell in samples:
-            matrix = self.matrices[cell.backend]
-            for twin in (False, True):
-                holder = self.matrices[twin_holder(cell)] if twin else matrix
-                with self.subTest(runner=runner, cell=str(cell), twin=twin):
-                    forked = holder.stopped[(runner, cell.cid, twin)]
-                    module = f"test_{runner[0]}s{'t' if twin else 'a'}_{cell.cid}"
-                    target = module if runner == "unittest" else f"{module}.py"
-                    real = run_real(
-                        holder.folder,
-                        runner,
-                        [target],
-                        module,
-                        holder.backend,
-                        cwd=holder.folder / module,
-                    )
-                    self.assertEqual(stop_line(real), stop_line(forked))
-                    self.assertEqual(real.markers, forked.markers)
-                    self.assertEqual(
-                        [x.signature("", "") for x in real.reports],
-                        [x.signature("", "") for x in forked.reports],
-                    )
-                    if not twin:
-                        self.assertEqual(
-                            process_problems(real, runner, stopped=True), []
-                        )
+        """A few cells that stop the run, as real ``python -m`` processes (run
+        in ``setUpClass``): the same exit, the same hooks, the same reports as
+        in the fork server."""
+        for (runner, cid, twin, backend), real in self.real.items():
+            with self.subTest(runner=runner, cell=cid, backend=backend, twin=twin):
+                forked = self.matrices[backend].stopped[(runner, cid, twin)]
+                self.assertEqual(stop_line(real), stop_line(forked))
+                self.assertEqual(real.markers, forked.markers)
+                self.assertEqual(
+                    [x.signature("", "") for x in real.reports],
+                    [x.signature("", "") for x in forked.reports],
+                )
+                if not twin:
+                    self.assertEqual(process_problems(real, runner, stopped=True), [])
 
     def test_the_checks_can_fail(self) -> None:
         """Each check finds a planted fault in a copy of a real run."""
