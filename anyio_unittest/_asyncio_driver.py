@@ -192,7 +192,7 @@ class AsyncioScopeTask:
         self._next = _END
         task.cancel()
         loop = self._runner.loop
-        if not loop.is_closed() and not loop.is_running():
+        if not loop.is_closed() and not loop.is_running() and not _loop_running():
             # best effort: the error that brought us here is the one to report
             guard = loop.call_later(1.0, loop.stop)  # a test deaf to cancellation
             with contextlib.suppress(BaseException):
@@ -241,6 +241,17 @@ _MISSING = object()
 
 
 _current_loop: asyncio.AbstractEventLoop | None = None
+
+
+def _loop_running() -> bool:
+    """Whether an event loop already runs on this thread (a test run from inside
+    an async test): ours must then not be run at all. Python 3.13.0 would even
+    mark the outer loop as stopped after refusing (python/cpython#130145)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 class AsyncioRunner:
@@ -307,6 +318,12 @@ class AsyncioRunner:
 
     def open_task(self, context: Context) -> AsyncioScopeTask:
         global _current_loop
+        if _loop_running():
+            raise RuntimeError(
+                "an event loop is already running in this thread: a test can't "
+                "be run from inside async code (run it from sync code, or await "
+                "what it tests directly)"
+            )
         if _current_loop is not self.loop:
             # the test's loop is the current loop in its sync setUp, as with
             # IsolatedAsyncioTestCase; set only on change (~1 µs a call)
@@ -319,6 +336,14 @@ class AsyncioRunner:
         if loop.is_closed():
             return
         self.closing = True
+        if _loop_running():
+            # run from inside another loop (a misuse already reported): this
+            # loop can't run to end its tasks; cancel them and let it go
+            for task in asyncio.all_tasks(loop):
+                task.cancel()
+            loop.close()
+            _sigint.router.release()
+            return
         try:
             _cancel_all_tasks(loop)
             loop.run_until_complete(loop.shutdown_asyncgens())
