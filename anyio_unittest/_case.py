@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Literal, NoReturn, TypeVar
 
 from typing_extensions import ParamSpec
 
+from . import _sigint
 from ._backends import Backend, BackendSpec, ConfigurationError
 from ._driver import (
     CallTimeout,
@@ -560,6 +561,8 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
             raise RuntimeError(
                 f"{self.id()}: async code can only run while the test runs"
             )
+        if _sigint.router.abandoned:
+            raise KeyboardInterrupt  # a second Ctrl-C: no more async code
         limit = self._anyio_unittest_timeout
         if limit is None:
             return task.call(fn, *args)
@@ -647,6 +650,10 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
     def _callCleanup(
         self, function: Callable[..., Any], /, *args: Any, **kwargs: Any
     ) -> None:
+        if _sigint.router.abandoned:
+            # a second Ctrl-C: whatever it hit reported it as an error (trio
+            # can turn it into a corrupted cancel scope); stop now, as asked
+            raise KeyboardInterrupt
         if getattr(function, "__func__", None) is _CHECK_END:
             # not inside context.run(): it drives the loop, whose scope task runs
             # in that very context, and a Context can't be entered twice
