@@ -261,7 +261,7 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
         (a second Ctrl-C still raises at once), then close every runner."""
         try:
             cls.doClassCleanups()
-            registry.close_all()
+            _close_all_on_interrupt()
         except Exception as exc:
             raise KeyboardInterrupt from exc
         # from None: a plain Ctrl-C, not one "during handling of" the first
