@@ -83,10 +83,6 @@ def _under_debugger() -> bool:
     )
 
 
-class _ClassOfOne(Exception):
-    """Class setup failed while running a test on its own (reported for it)."""
-
-
 class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
     """A ``unittest.TestCase`` whose ``async def`` tests run on asyncio or trio.
 
