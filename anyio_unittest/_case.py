@@ -322,7 +322,12 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
         self._anyio_unittest_timeout = self._anyio_unittest_limit()
         self._anyio_unittest_deadline = None
         self._anyio_unittest_context = context
-        self._anyio_unittest_task = runner.open_task(context)
+        try:
+            self._anyio_unittest_task = runner.open_task(context)
+        except BaseException:
+            if owned is not None:
+                owned.close()
+            raise
         # first on the cleanup stack, so it runs after every other cleanup
         self.addCleanup(self._anyio_unittest_check_end)
         return owned
@@ -423,13 +428,13 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
         except KeyboardInterrupt:
             self._anyio_unittest_close(owned)
             owned = None
-            _close_all_on_interrupt()
+            _close_all_on_interrupt(result)
             raise
         finally:
             self._anyio_unittest_close(owned)
         if self._anyio_unittest_stop:
             # a first Ctrl-C: the test has had its teardown; now stop the run
-            _close_all_on_interrupt()
+            _close_all_on_interrupt(result)
             raise KeyboardInterrupt
         return outcome
 
@@ -665,12 +670,18 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
             raise self._anyio_unittest_interrupted() from None
 
 
-def _close_all_on_interrupt() -> None:
-    """Close every runner as the run stops for Ctrl-C. Not under pytest: it
-    still tears its class fixtures down (``tearDownClass``, class cleanups) and
-    ends the session, where the plugin closes them; closed now, those would fail
-    (found by tests/test_matrix.py)."""
-    if not registry.pytest_ends_modules:
+def _close_all_on_interrupt(result: object = None) -> None:
+    """Close every runner as the run stops for Ctrl-C. Not when pytest drives
+    the test (*result* is its item): it still tears its class fixtures down
+    (``tearDownClass``, class cleanups) and ends the session, where the plugin
+    closes them; closed now, those would fail (found by tests/test_matrix.py).
+    A unittest run inside a pytest test is not pytest's to tear down."""
+    pytest = sys.modules.get("pytest")
+    if result is None:
+        driven_by_pytest = registry.pytest_ends_modules
+    else:
+        driven_by_pytest = pytest is not None and isinstance(result, pytest.Item)
+    if not driven_by_pytest:
         registry.close_all()
 
 
