@@ -10,6 +10,7 @@ scope task per test on a runner chosen by ``loop_scope`` (see ``_scopes``).
 from __future__ import annotations
 
 import bdb
+import contextlib
 import contextvars
 import sys
 import traceback
@@ -682,7 +683,10 @@ def _close_all_on_interrupt(result: object = None) -> None:
     else:
         driven_by_pytest = pytest is not None and isinstance(result, pytest.Item)
     if not driven_by_pytest:
-        registry.close_all()
+        # the Ctrl-C is what must reach the user: a runner that a second Ctrl-C
+        # hit in its own machinery (trio: TrioInternalError) must not replace it
+        with contextlib.suppress(Exception):
+            registry.close_all()
 
 
 def _caller_of_run() -> int:
