@@ -23,6 +23,7 @@ import weakref
 from collections.abc import Callable
 from contextvars import Context
 from functools import partial
+from types import CoroutineType
 from typing import Any
 
 from . import _sigint
@@ -77,6 +78,14 @@ class AsyncioScopeTask:
             try:
                 if wrong_library is not None:
                     raise wrong_library
+                if call.interrupted:
+                    # Ctrl-C came before the call started: its task.cancel() was
+                    # absorbed by the wait for this call, so cancel it here (and
+                    # close a coroutine handed over, never to be awaited now)
+                    for arg in call.args:
+                        if isinstance(arg, CoroutineType):
+                            arg.close()
+                    raise asyncio.CancelledError
                 call.value = await call.fn(*call.args)
             except BaseException as exc:  # reported on the host, as unittest expects
                 call.error = detach(exc)

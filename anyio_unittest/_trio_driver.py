@@ -293,6 +293,10 @@ class TrioScopeTask:
         with trio.CancelScope() as scope:
             while call is not None:
                 call.scope = scope
+                if call.interrupted:
+                    # Ctrl-C came after the host handed the call over but before
+                    # the scope was known here: _cancel_call found nothing to cancel
+                    scope.cancel()
                 if call.timeout is not None and not scope.cancel_called:
                     scope.deadline = trio.current_time() + call.timeout
                 try:
