@@ -345,9 +345,10 @@ class AsyncioRunner:
         if loop.is_closed():
             return
         self.closing = True
-        if _loop_running():
-            # run from inside another loop (a misuse already reported): this
-            # loop can't run to end its tasks; cancel them and let it go
+        if _loop_running() or _sigint.router.abandoned:
+            # run from inside another loop (a misuse already reported), or a
+            # second Ctrl-C (the user wants out now: a shielded task would make
+            # us wait): don't run the loop to end its tasks; cancel them, go
             for task in asyncio.all_tasks(loop):
                 task.cancel()
             loop.close()
