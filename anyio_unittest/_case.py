@@ -120,6 +120,9 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
     _anyio_unittest_context: Context | None = None
     _anyio_unittest_deadline: float | None = None
     _anyio_unittest_timeout: float | None = None
+    _anyio_unittest_hypothesis = False
+    #: errors the loop swallowed, taken by _anyio_unittest_end_pending
+    _anyio_unittest_swallowed: Sequence[str] = ()
 
     # -- async hooks ---------------------------------------------------------
 
@@ -320,7 +323,10 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
             if stray:  # swallowed between tests: reported at the class's end
                 scope.stray_errors.extend(stray)
         self._anyio_unittest_runner = runner
-        self._anyio_unittest_timeout = self._anyio_unittest_limit()
+        limit, self._anyio_unittest_hypothesis = self._anyio_unittest_method_info()
+        if limit is not None and _under_debugger():
+            limit = None
+        self._anyio_unittest_timeout = limit
         self._anyio_unittest_deadline = None
         self._anyio_unittest_context = context
         try:
@@ -329,9 +335,24 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
             if owned is not None:
                 owned.close()
             raise
-        # first on the cleanup stack, so it runs after every other cleanup
-        self.addCleanup(self._anyio_unittest_check_end)
         return owned
+
+    def _anyio_unittest_end_pending(self) -> bool:
+        """Whether the end-of-test check has anything to report. Looked at
+        outside unittest's machinery: reporting through it (a cleanup) costs
+        every test ~3 µs, so only a test with something to report pays it."""
+        task = self._anyio_unittest_task
+        runner = self._anyio_unittest_runner
+        if task is None or runner is None:
+            return False
+        errors = runner.take_errors()
+        if errors:
+            self._anyio_unittest_swallowed = errors
+            return True
+        cls = type(self)
+        if cls.loop_scope == "function":
+            return True  # its leftovers are cancelled in the test, whatever the policy
+        return cls.leaked_tasks != "ignore" and bool(task.leaked_tasks())
 
     def _anyio_unittest_check_end(self) -> None:
         """Fail the test for tasks it left running and errors the loop swallowed."""
@@ -349,7 +370,8 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
             leaked = task.leaked_tasks()
             if leaked:
                 problems += self._anyio_unittest_leaks(task, runner, leaked)
-        errors = runner.take_errors()
+        errors = [*self._anyio_unittest_swallowed, *runner.take_errors()]
+        self._anyio_unittest_swallowed = ()
         if errors:
             problems.append(
                 "the event loop swallowed these errors during the test:\n\n"
@@ -412,10 +434,15 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
     def _anyio_unittest_run(
         self, result: unittest.TestResult | None
     ) -> unittest.TestResult | None:
-        if getattr(type(self), "__unittest_skip__", False) or getattr(
-            getattr(self, self._testMethodName, None), "__unittest_skip__", False
+        if type(self).loop_scope == "function" and (
+            getattr(type(self), "__unittest_skip__", False)
+            or getattr(
+                getattr(self, self._testMethodName, None), "__unittest_skip__", False
+            )
         ):
-            return super().run(result)  # reported as skipped; no runner needed
+            # reported as skipped: no runner needed (on a shared one, the test's
+            # task costs nothing until it runs something)
+            return super().run(result)
         try:
             owned = self._anyio_unittest_open()
         except Exception:
@@ -507,6 +534,7 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
             owned = self._anyio_unittest_open()
             try:
                 super().debug()
+                self._anyio_unittest_check_end()
             except BaseException:
                 if self._cleanups and not alone:  # type: ignore[attr-defined]
                     # as IsolatedAsyncioTestCase: the caller may still call
@@ -527,33 +555,36 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
 
     def doCleanups(self) -> Any:
         owned = self._anyio_unittest_debug_owned
-        if owned is _UNSET:
-            return super().doCleanups()
         try:
-            return super().doCleanups()
+            ok = super().doCleanups()
+            if self._anyio_unittest_end_pending():
+                # after every cleanup, which may end what the test left running;
+                # as a cleanup of its own, so unittest reports what it raises
+                self.addCleanup(self._anyio_unittest_check_end)
+                ok = super().doCleanups()
+            return ok
         finally:
-            self._anyio_unittest_debug_owned = _UNSET
-            self._anyio_unittest_close(owned)
+            if owned is not _UNSET:
+                self._anyio_unittest_debug_owned = _UNSET
+                self._anyio_unittest_close(owned)
 
     # -- unittest's hook points ----------------------------------------------
 
-    def _anyio_unittest_limit(self) -> float | None:
-        """This test's time limit: its decorator, else the environment, else
-        the class; none under a debugger. Worked out once per test."""
+    def _anyio_unittest_method_info(self) -> tuple[float | None, bool]:
+        """This test's time limit (its decorator, else the environment, else the
+        class) and whether Hypothesis drives it."""
         cls = type(self)
         method = getattr(cls, self._testMethodName, None)
-        value = getattr(method, TIMEOUT_ATTR, _UNSET)
-        if value is _UNSET:
-            value = cls.__dict__.get(DEFAULT_TIMEOUT_ATTR, _UNSET)
-            if value is _UNSET:
+        limit = getattr(method, TIMEOUT_ATTR, _UNSET)
+        if limit is _UNSET:
+            limit = cls.__dict__.get(DEFAULT_TIMEOUT_ATTR, _UNSET)
+            if limit is _UNSET:
                 # the environment's limit, else the class's: once per class
-                value = env_timeout()
-                if value is None:
-                    value = cls.timeout
-                setattr(cls, DEFAULT_TIMEOUT_ATTR, value)
-        if value is not None and _under_debugger():
-            return None
-        return value  # type: ignore[no-any-return]
+                limit = env_timeout()
+                if limit is None:
+                    limit = cls.timeout
+                setattr(cls, DEFAULT_TIMEOUT_ATTR, limit)
+        return limit, bool(getattr(method, "is_hypothesis_test", False))
 
     def _anyio_unittest_call(
         self, phase: str, fn: Callable[..., Any], /, *args: Any
@@ -618,13 +649,11 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
     def _anyio_unittest_test_method(self, method: Callable[[], object]) -> None:
         context = self._anyio_unittest_context
         assert context is not None
-        if getattr(method, "is_hypothesis_test", False):
-            # Hypothesis's wrapper drives the runner for each example (through
-            # execute_example): not inside context.run(), as the scope task runs
-            # in that very context and a Context can't be entered twice
-            result = method()
-        else:
-            result = context.run(method)
+        # Hypothesis's wrapper drives the runner for each example (through
+        # execute_example): not inside context.run(), as the scope task runs in
+        # that very context and a Context can't be entered twice
+        hypothesis = self._anyio_unittest_hypothesis
+        result = method() if hypothesis else context.run(method)
         if inspect_awaitable(result):
             # an async def test, or a sync one returning an awaitable (a sync
             # decorator around an async test): await it, never let it pass unrun
