@@ -27,7 +27,7 @@ from types import CoroutineType
 from typing import Any
 
 from . import _sigint
-from ._driver import OWNER, AsyncFn, Call, detach, library_error, waiting_at
+from ._driver import OWNER, AsyncFn, Call, detach, library_mismatch, waiting_at
 
 # our frames are hidden from reported tracebacks: unittest's flag, and pytest's
 __unittest = True
@@ -70,14 +70,17 @@ class AsyncioScopeTask:
         return self.call(_cancel_and_wait, tasks)  # type: ignore[no-any-return]
 
     async def _main(self, call: Call | None) -> None:
-        loop = self._runner.loop
-        wrong_library = library_error("asyncio")
+        runner = self._runner
+        loop = runner.loop
+        if runner.mismatch is _UNCHECKED:
+            runner.mismatch = library_mismatch("asyncio")
+        mismatch = runner.mismatch
         while call is not None:
             if not _TASK_CONTEXT:
                 _copy_in(self._context)
             try:
-                if wrong_library is not None:
-                    raise wrong_library
+                if mismatch is not None:
+                    raise RuntimeError(mismatch)
                 if call.interrupted:
                     # Ctrl-C came before the call started: its task.cancel() was
                     # absorbed by the wait for this call, so cancel it here (and
@@ -247,6 +250,7 @@ def _copy_in(context: Context) -> None:
 
 
 _MISSING = object()
+_UNCHECKED = object()
 
 
 _current_loop: asyncio.AbstractEventLoop | None = None
@@ -255,12 +259,13 @@ _current_loop: asyncio.AbstractEventLoop | None = None
 def _loop_running() -> bool:
     """Whether an event loop already runs on this thread (a test run from inside
     an async test): ours must then not be run at all. Python 3.13.0 would even
-    mark the outer loop as stopped after refusing (python/cpython#130145)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
+    mark the outer loop as stopped after refusing (python/cpython#130145).
+
+    ``_get_running_loop`` is in ``asyncio.__all__`` (for event loops and their
+    runners, as here): unlike ``get_running_loop`` it raises nothing when no
+    loop runs, which is the case of every test (an exception costs ~1 µs).
+    """
+    return asyncio._get_running_loop() is not None
 
 
 class AsyncioRunner:
@@ -281,6 +286,8 @@ class AsyncioRunner:
             loop.set_debug(debug)
         self._errors: list[str] = []
         self.closing = False
+        #: library_mismatch(), looked at by the first scope task
+        self.mismatch: Any = _UNCHECKED
         loop.set_exception_handler(self._record_error)
         #: before 3.12, tasks by the scope task they were started from (weakly:
         #: a finished task must be freed at once, or its "exception was never

@@ -254,11 +254,12 @@ _LIBRARIES = (
 )
 
 
-def library_error(expected: str) -> RuntimeError | None:
-    """The error for every call of a task if the library detected is not ours.
+def library_mismatch(expected: str) -> str | None:
+    """Why every call of a runner must fail, if the library detected is not ours.
 
     anyio picks its backend the same way, so a plugin or a patched loop that made
-    a trio test run as asyncio (or the reverse) is caught here, not hidden.
+    a trio test run as asyncio (or the reverse) is caught here, not hidden. What
+    it detects doesn't change from test to test: runners look once.
     """
     try:
         found = sniffio.current_async_library()
@@ -266,7 +267,7 @@ def library_error(expected: str) -> RuntimeError | None:
         found = None
     if found == expected:
         return None
-    return RuntimeError(
+    return (
         f"anyio_unittest started a {expected} runner but the code inside it "
         f"detects {found!r}: another plugin or loop policy has taken over"
     )

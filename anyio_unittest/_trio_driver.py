@@ -48,7 +48,7 @@ from ._driver import (
     Call,
     RunnerConflictError,
     detach,
-    library_error,
+    library_mismatch,
     waiting_at,
 )
 
@@ -67,6 +67,7 @@ OPTIONS = frozenset(
 )
 
 _STOP = object()
+_UNCHECKED = object()
 
 
 class _Spawns(trio.abc.Instrument):
@@ -100,6 +101,8 @@ class _Run:
         self.scope_tasks: set[trio.lowlevel.Task] = set()
         self.root: trio.lowlevel.Task | None = None
         self.spawns = _Spawns()
+        #: library_mismatch(), looked at by the first scope task
+        self.mismatch: Any = _UNCHECKED
         self._main_wakeup: trio.Event | None = None
         self._stopping = False
         self._driving = False
@@ -288,7 +291,9 @@ class TrioScopeTask:
         run = self._run
         me = trio.lowlevel.current_task()
         run.scope_tasks.add(me)
-        wrong_library = library_error("trio")
+        if run.mismatch is _UNCHECKED:
+            run.mismatch = library_mismatch("trio")
+        mismatch = run.mismatch
         reported = False
         with trio.CancelScope() as scope:
             while call is not None:
@@ -300,8 +305,8 @@ class TrioScopeTask:
                 if call.timeout is not None and not scope.cancel_called:
                     scope.deadline = trio.current_time() + call.timeout
                 try:
-                    if wrong_library is not None:
-                        raise wrong_library
+                    if mismatch is not None:
+                        raise RuntimeError(mismatch)
                     call.value = await call.fn(*call.args)
                 except (
                     BaseException
