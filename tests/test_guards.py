@@ -446,6 +446,16 @@ class LeakTests(BackendTests):
                 ["class task started", "next test ran", "leaked task ended"],
             )
 
+    def test_debug_fails_a_test_that_leaks_too(self) -> None:
+        events: list[str] = []
+        case = self.make(LeakBody, events=events)
+        with self.assertRaises(case.failureException) as caught:
+            case("test_a_leaks").debug()
+        self.assertIn("test_a_leaks left 1 task(s) running", str(caught.exception))
+        self.assertIn("'leaky task'", str(caught.exception))
+        case("test_b_next").debug()  # nothing left behind: no error
+        self.assertIn("next test ran", events)
+
     def test_warn_gives_a_leaked_task_warning(self) -> None:
         result, events, caught = self.run_leak(leaked_tasks="warn")
         self.assertEqual(outcomes(result), {})
