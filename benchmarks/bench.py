@@ -22,6 +22,11 @@ How it measures:
   interpreter start-up, imports and collection are left out, as they are for
   the in-process rows; the plugin also counts the passed tests, and a run that
   did not pass all N is an error, never a number.
+* Reference rows (``ref-*``) run the bare mechanism with no library code: a
+  loop kept open, entered once per test (asyncio: ``run_forever()`` stopped by
+  the test's task; trio: one guest-run tick, two with a task per test). They
+  are the least any design that enters the loop per test can cost, and show
+  how much of a row's cost is ours.
 * Repetitions are interleaved (each repetition runs every row once), so a burst
   of load on a shared machine hits all rows alike; the table gives the median
   and the min-max spread, and ratios of medians: to the floor (sync
@@ -102,7 +107,8 @@ class Row:
 
     key: str
     label: str
-    #: "sync", "isolated", "isolated-nodebug", "anyio" (in process), or "pytest"
+    #: "sync", "isolated", "isolated-nodebug", "reference", "anyio" (in
+    #: process), or "pytest"
     kind: str
     backend: str | None = None  # "asyncio", "trio" or "uvloop"
     loop_scope: str | None = None
@@ -120,6 +126,10 @@ def all_rows() -> list[Row]:
             "IsolatedAsyncioTestCase, debug off",
             "isolated-nodebug",
         ),
+    ]
+    rows += [
+        Row(key, f"reference, no library: {label}", "reference", backend)
+        for key, (label, backend) in REFERENCES.items()
     ]
     backends = ["asyncio", "trio"] + (["uvloop"] if HAS_UVLOOP else [])
     for backend in backends:
@@ -261,6 +271,171 @@ def _module_for(row: Row, tag: str) -> types.ModuleType:
     return module
 
 
+# -- reference rows: the bare mechanism, without any library code ------------------
+#
+# What it costs at the very least to run a trivial async test from unittest's sync
+# hooks on a loop kept open between tests: the loop is entered once per test and
+# leaves again, nothing else (no timeouts, leak checks, hooks, contexts, Ctrl-C).
+# A floor target below these rows can't be met by any design that enters the loop
+# per test; "task per test" is the least a design with per-test task isolation
+# pays (what anyio_unittest does), "shared task" the least one without it.
+
+
+class _AsyncioReference(unittest.TestCase):
+    loop: asyncio.AbstractEventLoop
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.loop = asyncio.new_event_loop()
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.loop.close()
+
+
+async def _then_stop(loop: asyncio.AbstractEventLoop, coro: Any) -> Any:
+    try:
+        return await coro
+    finally:
+        loop.stop()
+
+
+class AsyncioTaskPerTest(_AsyncioReference):
+    """Each test in a new task, run by ``run_forever()``, which the task stops:
+    one loop iteration a test."""
+
+    def _callTestMethod(self, method: Any) -> None:
+        task = self.loop.create_task(_then_stop(self.loop, method()))
+        self.loop.run_forever()
+        task.result()
+
+
+class AsyncioSharedTask(_AsyncioReference):
+    """Every test in one long-lived task, handed its coroutine through a future."""
+
+    inbox: asyncio.Future[Any]
+    server: asyncio.Task[None]
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()
+        cls.inbox = cls.loop.create_future()
+        cls.server = cls.loop.create_task(cls.serve())
+
+    @classmethod
+    async def serve(cls) -> None:
+        while (coro := await cls.inbox) is not None:
+            cls.inbox = cls.loop.create_future()
+            try:
+                await coro
+            finally:
+                cls.loop.stop()
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.inbox.set_result(None)
+        cls.loop.run_until_complete(cls.server)
+        super().tearDownClass()
+
+    def _callTestMethod(self, method: Any) -> None:
+        self.inbox.set_result(method())
+        self.loop.run_forever()
+
+
+class TrioSharedTask(unittest.TestCase):
+    """A trio guest run hosted by a queue on this thread, one long-lived task
+    that stays runnable between tests: one trio tick a test, no thread hop."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        import queue
+
+        import trio
+
+        cls.trio = trio
+        cls.queue: queue.SimpleQueue[Callable[[], object]] = queue.SimpleQueue()
+        cls.pending: Any = None
+        cls.finished = False
+        cls.outcome: Any = None
+        trio.lowlevel.start_guest_run(
+            cls.serve,
+            run_sync_soon_threadsafe=cls.queue.put,
+            run_sync_soon_not_threadsafe=cls.queue.put,
+            done_callback=cls.done,
+        )
+        cls.pump(lambda: cls.finished)
+
+    @classmethod
+    def done(cls, outcome: Any) -> None:
+        cls.outcome = outcome
+
+    @classmethod
+    def pump(cls, until: Callable[[], bool]) -> None:
+        get = cls.queue.get
+        while not until():
+            get()()
+
+    @classmethod
+    async def serve(cls) -> None:
+        cls.finished = True
+        while True:
+            coro, cls.pending = cls.pending, None
+            if coro == "stop":
+                return
+            if coro is not None:
+                await cls.run_test(coro)
+            await cls.trio.lowlevel.checkpoint()
+
+    @classmethod
+    async def run_test(cls, coro: Any) -> None:
+        try:
+            await coro
+        finally:
+            cls.finished = True
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.pending = "stop"
+        cls.pump(lambda: cls.outcome is not None)
+        cls.outcome.unwrap()
+
+    def _callTestMethod(self, method: Any) -> None:
+        cls = type(self)
+        cls.finished = False
+        cls.pending = method()
+        cls.pump(lambda: cls.finished)
+
+
+class TrioTaskPerTest(TrioSharedTask):
+    """As above, but each test in a new task that the long-lived one spawns
+    (a system task: the only kind that can be given a context): two ticks."""
+
+    @classmethod
+    async def serve(cls) -> None:
+        cls.finished = True
+        while True:
+            coro, cls.pending = cls.pending, None
+            if coro == "stop":
+                return
+            if coro is not None:
+                cls.trio.lowlevel.spawn_system_task(cls.run_test, coro)
+            await cls.trio.lowlevel.checkpoint()
+
+
+REFERENCES: dict[str, tuple[str, str]] = {
+    "ref-asyncio-task-per-test": ("asyncio, a task per test", "asyncio"),
+    "ref-asyncio-shared-task": ("asyncio, one task for all tests", "asyncio"),
+    "ref-trio-task-per-test": ("trio guest run, a task per test", "trio"),
+    "ref-trio-shared-task": ("trio guest run, one task for all tests", "trio"),
+}
+_REFERENCE_BASES: dict[str, type[unittest.TestCase]] = {
+    "ref-asyncio-task-per-test": AsyncioTaskPerTest,
+    "ref-asyncio-shared-task": AsyncioSharedTask,
+    "ref-trio-task-per-test": TrioTaskPerTest,
+    "ref-trio-shared-task": TrioSharedTask,
+}
+
+
 def make_case(
     row: Row, n: int, *, tag: str = "", name: str = "Bench"
 ) -> type[unittest.TestCase]:
@@ -283,6 +458,8 @@ def make_case(
             base = unittest.IsolatedAsyncioTestCase
         elif row.kind == "isolated-nodebug":
             base = NoDebugIsolatedAsyncioTestCase
+        elif row.kind == "reference":
+            base = _REFERENCE_BASES[row.key]
         elif row.kind == "anyio":
             base = AnyIOTestCase
             assert row.backend is not None
@@ -641,6 +818,12 @@ def ratios(results: dict[str, Result], key: str) -> tuple[float | None, float | 
     return ratio(floor), ratio(peer)
 
 
+def _references_for(key: str) -> list[str]:
+    """The reference rows of the backend of row *key* (``anyio-<backend>-...``)."""
+    backend = key.split("-")[1]
+    return [k for k, (_, b) in REFERENCES.items() if b == backend]
+
+
 def check_targets(results: dict[str, Result]) -> list[dict[str, Any]]:
     checks = []
     for key, against, limit in TARGETS:
@@ -649,6 +832,13 @@ def check_targets(results: dict[str, Result]) -> list[dict[str, Any]]:
             continue
         value = results[key].median / results[other].median
         best = min(results[key].samples) / min(results[other].samples)
+        # what the bare mechanism costs, for a target against the floor: a
+        # limit below it can't be met by any design that enters the loop per test
+        bare = {
+            ref: round(results[ref].median / results[other].median, 3)
+            for ref in (_references_for(key) if other == FLOOR else [])
+            if ref in results
+        }
         checks.append(
             {
                 "row": key,
@@ -657,6 +847,7 @@ def check_targets(results: dict[str, Result]) -> list[dict[str, Any]]:
                 "ratio": round(value, 3),
                 "best_ratio": round(best, 3),
                 "ok": value <= limit,
+                "bare_mechanism": bare,
             }
         )
     return checks
@@ -804,16 +995,22 @@ def markdown(
             "## Targets",
             "",
             "The verdict is on the ratio of medians; the ratio of the fastest "
-            "repetitions is shown beside it.",
+            "repetitions is shown beside it. *Bare mechanism*: the reference "
+            "rows of the same backend, to the same floor (no library code: the "
+            "least any design that enters the loop once per test pays).",
             "",
-            "| row | compared with | ratio (medians) | ratio (best) | limit | |",
-            "|---|---|--:|--:|--:|---|",
+            "| row | compared with | ratio (medians) | ratio (best) | limit | "
+            "| bare mechanism |",
+            "|---|---|--:|--:|--:|---|---|",
         ]
         for c in checks:
+            bare = ", ".join(
+                f"{v:.2f}x `{k}`" for k, v in c.get("bare_mechanism", {}).items()
+            )
             out.append(
                 f"| `{c['row']}` | `{c['against']}` | {c['ratio']:.2f}x | "
                 f"{c['best_ratio']:.2f}x | <= {c['limit']:g}x | "
-                f"{'ok' if c['ok'] else '**missed**'} |"
+                f"{'ok' if c['ok'] else '**missed**'} | {bare or '-'} |"
             )
     return "\n".join(out) + "\n"
 
@@ -836,6 +1033,7 @@ def plot(results: dict[str, Result], meta: dict[str, Any], path: Path) -> bool:
         "sync floor": "tab:gray",
         "IsolatedAsyncioTestCase": "tab:red",
         "anyio_unittest": "tab:blue",
+        "reference, no library": "tab:green",
         "other pytest plugins": "tab:orange",
     }
     colours = [kinds[_plot_kind(results[k].row)] for k in keys]
@@ -870,6 +1068,8 @@ def _plot_kind(row: Row) -> str:
         return "sync floor"
     if "isolated" in row.key:
         return "IsolatedAsyncioTestCase"
+    if row.kind == "reference":
+        return "reference, no library"
     if row.kind == "anyio" or row.suite in ("anyio-asyncio", "anyio-trio"):
         return "anyio_unittest"
     return "other pytest plugins"
