@@ -15,7 +15,9 @@ How it measures:
   module up there for module fixtures; ``loop_scope = "module"`` needs them).
 * In-process rows are timed around ``unittest.TextTestRunner(stream=<null>,
   verbosity=0).run(suite)``: class and module fixtures, runner start and close
-  are included, building the suite is not. Each row is warmed up once first.
+  are included, building the suite is not. Each row is warmed up once first;
+  a sample of a fast row is the mean of as many runs of its suite as make it
+  last MIN_SAMPLE seconds, so that one scheduler stall doesn't double it.
 * pytest rows run ``python -m pytest`` in a subprocess each time. The time is
   measured inside that process by a small plugin that wraps
   ``pytest_runtestloop`` (first test's setup to last test's teardown), so
@@ -55,6 +57,7 @@ import gc
 import importlib.util
 import io
 import json
+import math
 import os
 import platform
 import statistics
@@ -68,7 +71,10 @@ import unittest
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import SimpleQueue
 from typing import Any
+
+import trio
 
 ROOT = Path(__file__).resolve().parent.parent
 if __package__ in (None, ""):
@@ -127,10 +133,18 @@ def all_rows() -> list[Row]:
             "isolated-nodebug",
         ),
     ]
-    rows += [
-        Row(key, f"reference, no library: {label}", "reference", backend)
-        for key, (label, backend) in REFERENCES.items()
-    ]
+    for key, (label, backend) in REFERENCES.items():
+        rows.append(Row(key, f"reference, no library: {label}", "reference", backend))
+        if backend == "asyncio":  # the one backend with a target for hooks
+            rows.append(
+                Row(
+                    f"{key}-hooks",
+                    f"reference, no library: {label} + asyncSetUp/asyncTearDown",
+                    "reference",
+                    backend,
+                    hooks=True,
+                )
+            )
     backends = ["asyncio", "trio"] + (["uvloop"] if HAS_UVLOOP else [])
     for backend in backends:
         for scope in ("function", "class", "module", "session"):
@@ -281,7 +295,30 @@ def _module_for(row: Row, tag: str) -> types.ModuleType:
 # pays (what anyio_unittest does), "shared task" the least one without it.
 
 
-class _AsyncioReference(unittest.TestCase):
+class _Reference(unittest.TestCase):
+    """Runs the test, and ``asyncSetUp``/``asyncTearDown`` where the class has
+    them, each with one entry into the loop (:meth:`enter`)."""
+
+    def enter(self, coro: Any) -> None:
+        raise NotImplementedError
+
+    def _callSetUp(self) -> None:
+        self.setUp()
+        hook = getattr(self, "asyncSetUp", None)
+        if hook is not None:
+            self.enter(hook())
+
+    def _callTestMethod(self, method: Any) -> None:
+        self.enter(method())
+
+    def _callTearDown(self) -> None:
+        hook = getattr(self, "asyncTearDown", None)
+        if hook is not None:
+            self.enter(hook())
+        self.tearDown()
+
+
+class _AsyncioReference(_Reference):
     loop: asyncio.AbstractEventLoop
 
     @classmethod
@@ -304,8 +341,8 @@ class AsyncioTaskPerTest(_AsyncioReference):
     """Each test in a new task, run by ``run_forever()``, which the task stops:
     one loop iteration a test."""
 
-    def _callTestMethod(self, method: Any) -> None:
-        task = self.loop.create_task(_then_stop(self.loop, method()))
+    def enter(self, coro: Any) -> None:
+        task = self.loop.create_task(_then_stop(self.loop, coro))
         self.loop.run_forever()
         task.result()
 
@@ -337,26 +374,26 @@ class AsyncioSharedTask(_AsyncioReference):
         cls.loop.run_until_complete(cls.server)
         super().tearDownClass()
 
-    def _callTestMethod(self, method: Any) -> None:
-        self.inbox.set_result(method())
+    def enter(self, coro: Any) -> None:
+        self.inbox.set_result(coro)
         self.loop.run_forever()
 
 
-class TrioSharedTask(unittest.TestCase):
+class TrioSharedTask(_Reference):
     """A trio guest run hosted by a queue on this thread, one long-lived task
     that stays runnable between tests: one trio tick a test, no thread hop."""
 
+    queue: SimpleQueue[Callable[[], object]]
+    pending: Any
+    finished: bool
+    outcome: Any
+
     @classmethod
     def setUpClass(cls) -> None:
-        import queue
-
-        import trio
-
-        cls.trio = trio
-        cls.queue: queue.SimpleQueue[Callable[[], object]] = queue.SimpleQueue()
-        cls.pending: Any = None
+        cls.queue = SimpleQueue()
+        cls.pending = None
         cls.finished = False
-        cls.outcome: Any = None
+        cls.outcome = None
         trio.lowlevel.start_guest_run(
             cls.serve,
             run_sync_soon_threadsafe=cls.queue.put,
@@ -384,7 +421,7 @@ class TrioSharedTask(unittest.TestCase):
                 return
             if coro is not None:
                 await cls.run_test(coro)
-            await cls.trio.lowlevel.checkpoint()
+            await trio.lowlevel.checkpoint()
 
     @classmethod
     async def run_test(cls, coro: Any) -> None:
@@ -399,10 +436,10 @@ class TrioSharedTask(unittest.TestCase):
         cls.pump(lambda: cls.outcome is not None)
         cls.outcome.unwrap()
 
-    def _callTestMethod(self, method: Any) -> None:
+    def enter(self, coro: Any) -> None:
         cls = type(self)
         cls.finished = False
-        cls.pending = method()
+        cls.pending = coro
         cls.pump(lambda: cls.finished)
 
 
@@ -418,8 +455,8 @@ class TrioTaskPerTest(TrioSharedTask):
             if coro == "stop":
                 return
             if coro is not None:
-                cls.trio.lowlevel.spawn_system_task(cls.run_test, coro)
-            await cls.trio.lowlevel.checkpoint()
+                trio.lowlevel.spawn_system_task(cls.run_test, coro)
+            await trio.lowlevel.checkpoint()
 
 
 REFERENCES: dict[str, tuple[str, str]] = {
@@ -459,7 +496,7 @@ def make_case(
         elif row.kind == "isolated-nodebug":
             base = NoDebugIsolatedAsyncioTestCase
         elif row.kind == "reference":
-            base = _REFERENCE_BASES[row.key]
+            base = _REFERENCE_BASES[row.key.removesuffix("-hooks")]
         elif row.kind == "anyio":
             base = AnyIOTestCase
             assert row.backend is not None
@@ -567,6 +604,10 @@ def _close_session_runners() -> None:
     registry.close_all()
 
 
+#: seconds a sample of an in-process row lasts at least
+MIN_SAMPLE = 0.25
+
+
 class InProcessBench:
     """A row's classes, built once, run as many times as asked."""
 
@@ -576,14 +617,24 @@ class InProcessBench:
         self.classes = make_classes(row, n, per_class)
         warm = make_classes(row, min(n, 20), tag="warmup")
         self._warmup = warm
+        #: runs of the suite per sample, so that each sample lasts MIN_SAMPLE
+        self.runs = 1
 
     def warm_up(self) -> None:
         count = sum(len(names) for _, names in self._warmup)
         run_suite(make_suite(self._warmup), count, self.row)
+        # A sample of a fast row (the floor: ~20 ms) would be doubled by one
+        # stall of a shared machine's scheduler: run it several times instead.
+        once = run_suite(make_suite(self.classes), self.n, self.row)
+        self.runs = max(1, math.ceil(MIN_SAMPLE / once))
 
     def run(self) -> float:
-        """Seconds for one run of the whole suite."""
-        return run_suite(make_suite(self.classes), self.n, self.row)
+        """Seconds for one run of the whole suite (averaged over self.runs)."""
+        total = sum(
+            run_suite(make_suite(self.classes), self.n, self.row)
+            for _ in range(self.runs)
+        )
+        return total / self.runs
 
 
 # -- suites under pytest ---------------------------------------------------------
@@ -819,9 +870,11 @@ def ratios(results: dict[str, Result], key: str) -> tuple[float | None, float | 
 
 
 def _references_for(key: str) -> list[str]:
-    """The reference rows of the backend of row *key* (``anyio-<backend>-...``)."""
+    """The reference rows of the backend of row *key* (``anyio-<backend>-...``),
+    with the same hooks."""
     backend = key.split("-")[1]
-    return [k for k, (_, b) in REFERENCES.items() if b == backend]
+    suffix = "-hooks" if key.endswith("-hooks") else ""
+    return [k + suffix for k, (_, b) in REFERENCES.items() if b == backend]
 
 
 def check_targets(results: dict[str, Result]) -> list[dict[str, Any]]:
