@@ -322,6 +322,10 @@ class AsyncioRunner:
         loop.set_task_factory(factory)
 
     can_cancel_tasks = True
+    cancelled_exc_class: type[BaseException] = asyncio.CancelledError
+
+    async def pause(self) -> None:
+        await asyncio.sleep(0)
 
     def _record_error(
         self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import bdb
 import contextlib
 import contextvars
+import inspect
 import sys
 import traceback
 import unittest
@@ -33,6 +34,7 @@ from ._driver import (
     Runner,
     ScopeTask,
     describe_task,
+    hide_own_frames,
 )
 from ._examples import execute_example
 from ._meta import (
@@ -121,6 +123,11 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
     _anyio_unittest_deadline: float | None = None
     _anyio_unittest_timeout: float | None = None
     _anyio_unittest_hypothesis = False
+    #: this test's async phases run in one entry into the loop
+    _anyio_unittest_merged = False
+    _anyio_unittest_set_up_failed = False
+    _anyio_unittest_tear_down_error: BaseException | None = None
+    _anyio_unittest_interrupted_phases = False
     #: errors the loop swallowed, taken by _anyio_unittest_end_pending
     _anyio_unittest_swallowed: Sequence[str] = ()
 
@@ -305,8 +312,12 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
 
     # -- one test ------------------------------------------------------------
 
-    def _anyio_unittest_open(self) -> Runner | None:
-        """Open this test's task; returns the runner if the test owns it."""
+    def _anyio_unittest_open(self, merge: bool = True) -> Runner | None:
+        """Open this test's task; returns the runner if the test owns it.
+
+        :param merge: whether the async phases may run in one entry into the
+            loop (not under ``debug()``, which stops at the first error)
+        """
         cls = type(self)
         cls._anyio_unittest_check_runnable()
         backend = cls._anyio_unittest_backend
@@ -323,10 +334,25 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
             if stray:  # swallowed between tests: reported at the class's end
                 scope.stray_errors.extend(stray)
         self._anyio_unittest_runner = runner
-        limit, self._anyio_unittest_hypothesis = self._anyio_unittest_method_info()
+        limit, self._anyio_unittest_hypothesis, mergeable = (
+            self._anyio_unittest_method_info()
+        )
         if limit is not None and _under_debugger():
             limit = None
         self._anyio_unittest_timeout = limit
+        hooks = cls._anyio_unittest_hooks
+        # one entry into the loop for asyncSetUp, the test and asyncTearDown
+        # (nothing of the user's runs between them): not with a time limit,
+        # which has two budgets to keep apart
+        self._anyio_unittest_merged = (
+            merge
+            and mergeable
+            and limit is None
+            and ("asyncSetUp" in hooks or "asyncTearDown" in hooks)
+        )
+        self._anyio_unittest_set_up_failed = False
+        self._anyio_unittest_tear_down_error = None
+        self._anyio_unittest_interrupted_phases = False
         self._anyio_unittest_deadline = None
         self._anyio_unittest_context = context
         try:
@@ -531,7 +557,7 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
         if alone:
             cls.setUpClass()
         try:
-            owned = self._anyio_unittest_open()
+            owned = self._anyio_unittest_open(merge=False)
             try:
                 super().debug()
                 self._anyio_unittest_check_end()
@@ -570,11 +596,13 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
 
     # -- unittest's hook points ----------------------------------------------
 
-    def _anyio_unittest_method_info(self) -> tuple[float | None, bool]:
+    def _anyio_unittest_method_info(self) -> tuple[float | None, bool, bool]:
         """This test's time limit (its decorator, else the environment, else the
-        class) and whether Hypothesis drives it."""
+        class), whether Hypothesis drives it, and whether its async phases may
+        run in one entry into the loop (see _anyio_unittest_phases)."""
         cls = type(self)
-        method = getattr(cls, self._testMethodName, None)
+        name = self._testMethodName
+        method = self.__dict__.get(name) or getattr(cls, name, None)
         limit = getattr(method, TIMEOUT_ATTR, _UNSET)
         if limit is _UNSET:
             limit = cls.__dict__.get(DEFAULT_TIMEOUT_ATTR, _UNSET)
@@ -584,7 +612,18 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
                 if limit is None:
                     limit = cls.timeout
                 setattr(cls, DEFAULT_TIMEOUT_ATTR, limit)
-        return limit, bool(getattr(method, "is_hypothesis_test", False))
+        hypothesis = bool(getattr(method, "is_hypothesis_test", False))
+        code = getattr(getattr(method, "__func__", method), "__code__", None)
+        mergeable = (
+            # a plain async def: calling it runs none of the user's code
+            code is not None
+            and bool(code.co_flags & inspect.CO_COROUTINE)
+            and not hypothesis
+            # unittest records subtests differently while it expects a failure
+            and not getattr(method, "__unittest_expecting_failure__", False)
+            and not getattr(cls, "__unittest_expecting_failure__", False)
+        )
+        return limit, hypothesis, mergeable
 
     def _anyio_unittest_call(
         self, phase: str, fn: Callable[..., Any], /, *args: Any
@@ -628,6 +667,66 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
             "interrupted by Ctrl-C: teardown and cleanups run, then the run stops"
         )
 
+    async def _anyio_unittest_phases(self, test: Awaitable[Any]) -> Any:
+        """asyncSetUp, the test and asyncTearDown in one entry into the loop.
+
+        Each phase's outcome is kept apart, so that unittest still reports it
+        as its own: an asyncSetUp error raises here (from the test's part;
+        _callTearDown then does nothing, as unittest runs no tearDown after a
+        failed setUp), an asyncTearDown error is kept for _callTearDown. Between
+        phases, the tasks made ready run once, as they would between two calls.
+        """
+        hooks = self._anyio_unittest_hooks
+        runner = self._anyio_unittest_runner
+        assert runner is not None
+        if "asyncSetUp" in hooks:
+            try:
+                await self.asyncSetUp()
+            except BaseException:
+                self._anyio_unittest_set_up_failed = True
+                _close(test)
+                raise
+        error: BaseException | None = None
+        value = None
+        try:
+            if "asyncSetUp" in hooks:
+                await runner.pause()
+            value = await test
+        except BaseException as exc:
+            error = exc
+        _close(test)  # not started, if the pause raised
+        if "asyncTearDown" in hooks and not isinstance(error, KeyboardInterrupt):
+            # (unittest runs no tearDown after a KeyboardInterrupt: the run stops)
+            try:
+                await runner.pause()
+                await self.asyncTearDown()
+            except BaseException as exc:
+                self._anyio_unittest_tear_down_error = exc
+        if error is not None:
+            try:
+                raise error
+            finally:
+                del error
+        return value
+
+    def _anyio_unittest_merged_tear_down(self) -> None:
+        error = self._anyio_unittest_tear_down_error
+        self._anyio_unittest_tear_down_error = None
+        if error is None:
+            return
+        runner = self._anyio_unittest_runner
+        if (
+            self._anyio_unittest_interrupted_phases
+            and runner is not None
+            and isinstance(error, runner.cancelled_exc_class)
+        ):
+            return  # the Ctrl-C reported as the test's error reached it too
+        try:
+            hide_own_frames(error)
+            raise error
+        finally:
+            del error
+
     def _callSetUp(self) -> None:
         context = self._anyio_unittest_context
         assert context is not None
@@ -635,7 +734,7 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
         try:
             if "setUp" in hooks:
                 context.run(self.setUp)
-            if "asyncSetUp" in hooks:
+            if "asyncSetUp" in hooks and not self._anyio_unittest_merged:
                 self._anyio_unittest_call("asyncSetUp", self.asyncSetUp)
         except FirstInterrupt:
             raise self._anyio_unittest_interrupted() from None
@@ -654,7 +753,15 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
         # that very context and a Context can't be entered twice
         hypothesis = self._anyio_unittest_hypothesis
         result = method() if hypothesis else context.run(method)
-        if inspect_awaitable(result):
+        if self._anyio_unittest_merged:
+            try:
+                result = self._anyio_unittest_call(
+                    "test", self._anyio_unittest_phases, result
+                )
+            except (FirstInterrupt, Interrupted):
+                self._anyio_unittest_interrupted_phases = True
+                raise
+        elif inspect_awaitable(result):
             # an async def test, or a sync one returning an awaitable (a sync
             # decorator around an async test): await it, never let it pass unrun
             result = self._anyio_unittest_call("test", await_object, result)
@@ -669,9 +776,13 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
     def _callTearDown(self) -> None:
         context = self._anyio_unittest_context
         assert context is not None
+        if self._anyio_unittest_set_up_failed:
+            return  # asyncSetUp failed (merged phases): no tearDown, as unittest
         try:
             hooks = self._anyio_unittest_hooks
-            if "asyncTearDown" in hooks:
+            if self._anyio_unittest_merged:
+                self._anyio_unittest_merged_tear_down()
+            elif "asyncTearDown" in hooks:
                 self._anyio_unittest_call("asyncTearDown", self.asyncTearDown)
             if "tearDown" in hooks:
                 context.run(self.tearDown)
@@ -742,6 +853,12 @@ def _raised(errors: list[BaseException]) -> list[str]:
         + "".join(traceback.format_exception(type(e), e, e.__traceback__))
         for e in errors
     ]
+
+
+def _close(coro: object) -> None:
+    """Close a coroutine that may never have been started (no warning then)."""
+    if type(coro) is CoroutineType:
+        coro.close()
 
 
 def inspect_awaitable(value: object) -> bool:

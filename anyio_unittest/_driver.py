@@ -110,6 +110,14 @@ class Runner(Protocol):
     #: whether ScopeTask.cancel_tasks can cancel single tasks
     can_cancel_tasks: bool
 
+    #: what the backend raises into cancelled code
+    cancelled_exc_class: type[BaseException]
+
+    async def pause(self) -> None:
+        """Between two phases run in one call: what the backend would do between
+        two calls (asyncio: the callbacks made ready run once; a pending
+        ``cancel()`` is raised here, as at any ``await``)."""
+
     def take_errors(self) -> list[str]:
         """Errors the loop swallowed (logged only) since the last call, formatted."""
 

@@ -401,6 +401,13 @@ class TrioRunner:
 
     #: trio cancels through nurseries: a single task can't be cancelled
     can_cancel_tasks = False
+    cancelled_exc_class: type[BaseException] = trio.Cancelled
+
+    async def pause(self) -> None:
+        # Nothing: between two calls of a trio run, no task is promised to run
+        # first (the next tick runs the test's task among the others, in an
+        # order trio randomises), and a tick costs what a call does.
+        return
 
     def take_errors(self) -> list[str]:
         return []  # trio never swallows an error: it fails the task or the run

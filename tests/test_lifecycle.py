@@ -229,6 +229,83 @@ class TestOrderTrio(OrderTests, unittest.TestCase):
     backend = "trio"
 
 
+# -- asyncSetUp, the test and asyncTearDown in one entry into the loop --------
+
+
+class PhasesBody:
+    """Records the phases, and what asyncSetUp schedules on the loop."""
+
+    events: ClassVar[list[str]]
+    #: entries into the loop so far (None: not counted)
+    entries: ClassVar[list[int] | None] = None
+
+    def setUp(self) -> None:
+        self.entries_before = len(self.entries or ())
+
+    async def asyncSetUp(self) -> None:
+        self.events.append("asyncSetUp")
+        loop = asyncio.get_running_loop()
+        loop.call_soon(self.events.append, "callback scheduled by asyncSetUp")
+
+    async def test_it(self) -> None:
+        self.events.append("test")
+
+    async def asyncTearDown(self) -> None:
+        self.events.append("asyncTearDown")
+
+    def tearDown(self) -> None:
+        if self.entries is not None:
+            entries = len(self.entries) - self.entries_before
+            self.events.append(f"{entries} loop entries")
+
+
+PHASES = [
+    "asyncSetUp",
+    "callback scheduled by asyncSetUp",
+    "test",
+    "asyncTearDown",
+]
+
+
+class OnePassTests(unittest.TestCase):
+    def run_phases(self, **attrs: Any) -> list[str]:
+        events: list[str] = []
+        entries: list[int] = []
+
+        class CountingLoop(asyncio.SelectorEventLoop):  # type: ignore[misc,unused-ignore]
+            def run_forever(self) -> None:
+                entries.append(1)
+                super().run_forever()
+
+        namespace = {
+            "events": events,
+            "entries": entries,
+            "loop_factory": CountingLoop,
+            "loop_scope": "class",
+            **attrs,
+        }
+        case = type("Phases", (PhasesBody, AnyIOTestCase), namespace)
+        result = run_cases(case("test_it"))
+        self.assertEqual(problems(result), [])
+        return events
+
+    def test_the_async_phases_run_in_one_entry_into_the_loop(self) -> None:
+        self.assertEqual(self.run_phases(), [*PHASES, "1 loop entries"])
+        if STDLIB_REFERENCE:
+            # what asyncSetUp scheduled runs before the test, as in the stdlib
+            events: list[str] = []
+            stdlib = type("S", (self.stdlib_phases(),), {"events": events})
+            run_cases(stdlib("test_it"))
+            self.assertEqual(events, PHASES)
+
+    def stdlib_phases(self) -> type[unittest.IsolatedAsyncioTestCase]:
+        return type("Phases", (PhasesBody, unittest.IsolatedAsyncioTestCase), {})
+
+    def test_with_a_time_limit_each_phase_is_an_entry_of_its_own(self) -> None:
+        # asyncSetUp + the test, and asyncTearDown, have budgets of their own
+        self.assertEqual(self.run_phases(timeout=30), [*PHASES, "3 loop entries"])
+
+
 # -- contextvars -------------------------------------------------------------
 
 
