@@ -289,7 +289,7 @@ def _module_for(row: Row, tag: str) -> types.ModuleType:
 #
 # What it costs at the very least to run a trivial async test from unittest's sync
 # hooks on a loop kept open between tests: the loop is entered once per test and
-# leaves again, nothing else (no timeouts, leak checks, hooks, contexts, Ctrl-C).
+# leaves again, nothing else (no timeouts, leak checks, contexts, Ctrl-C).
 # A floor target below these rows can't be met by any design that enters the loop
 # per test; "task per test" is the least a design with per-test task isolation
 # pays (what anyio_unittest does), "shared task" the least one without it.
@@ -297,25 +297,28 @@ def _module_for(row: Row, tag: str) -> types.ModuleType:
 
 class _Reference(unittest.TestCase):
     """Runs the test, and ``asyncSetUp``/``asyncTearDown`` where the class has
-    them, each with one entry into the loop (:meth:`enter`)."""
+    them, in one entry into the loop (:meth:`enter`), as anyio_unittest does;
+    between the phases, the loop moves once (:meth:`pause`)."""
 
     def enter(self, coro: Any) -> None:
         raise NotImplementedError
 
-    def _callSetUp(self) -> None:
-        self.setUp()
-        hook = getattr(self, "asyncSetUp", None)
-        if hook is not None:
-            self.enter(hook())
+    async def pause(self) -> None:
+        await asyncio.sleep(0)
 
     def _callTestMethod(self, method: Any) -> None:
-        self.enter(method())
+        self.enter(self.phases(method()))
 
-    def _callTearDown(self) -> None:
-        hook = getattr(self, "asyncTearDown", None)
-        if hook is not None:
-            self.enter(hook())
-        self.tearDown()
+    async def phases(self, test: Any) -> None:
+        set_up = getattr(self, "asyncSetUp", None)
+        tear_down = getattr(self, "asyncTearDown", None)
+        if set_up is not None:
+            await set_up()
+            await self.pause()
+        await test
+        if tear_down is not None:
+            await self.pause()
+            await tear_down()
 
 
 class _AsyncioReference(_Reference):
@@ -401,6 +404,9 @@ class TrioSharedTask(_Reference):
             done_callback=cls.done,
         )
         cls.pump(lambda: cls.finished)
+
+    async def pause(self) -> None:
+        return  # trio orders nothing between calls: see anyio_unittest's driver
 
     @classmethod
     def done(cls, outcome: Any) -> None:
