@@ -38,6 +38,10 @@ LIMITS = [
     ("anyio-asyncio-function", bench.PEER, 0.5),
     ("anyio-asyncio-class", "ref-asyncio-task-per-test", 4.0),
     ("anyio-trio-class", "ref-trio-task-per-test", 3.5),
+    # asyncSetUp, the test and asyncTearDown in one entry into the loop
+    # (measured: 1.2x on asyncio, 1.0x on trio; three entries cost 1.6x, 1.4x)
+    ("anyio-asyncio-class-hooks", "anyio-asyncio-class", 1.45),
+    ("anyio-trio-class-hooks", "anyio-trio-class", 1.25),
     ("anyio-asyncio-class", bench.FLOOR, 15.0),
     ("anyio-trio-class", bench.FLOOR, 20.0),
 ]
