@@ -427,8 +427,12 @@ class TrioSharedTask(_Reference):
             if coro == "stop":
                 return
             if coro is not None:
-                await cls.run_test(coro)
+                await cls.start(coro)
             await trio.lowlevel.checkpoint()
+
+    @classmethod
+    async def start(cls, coro: Any) -> None:
+        await cls.run_test(coro)  # in this very task
 
     @classmethod
     async def run_test(cls, coro: Any) -> None:
@@ -455,15 +459,8 @@ class TrioTaskPerTest(TrioSharedTask):
     (a system task: the only kind that can be given a context): two ticks."""
 
     @classmethod
-    async def serve(cls) -> None:
-        cls.finished = True
-        while True:
-            coro, cls.pending = cls.pending, None
-            if coro == "stop":
-                return
-            if coro is not None:
-                trio.lowlevel.spawn_system_task(cls.run_test, coro)
-            await trio.lowlevel.checkpoint()
+    async def start(cls, coro: Any) -> None:
+        trio.lowlevel.spawn_system_task(cls.run_test, coro)
 
 
 REFERENCES: dict[str, tuple[str, str]] = {
