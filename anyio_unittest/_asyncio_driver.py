@@ -27,7 +27,15 @@ from types import CoroutineType
 from typing import Any
 
 from . import _sigint
-from ._driver import OWNER, AsyncFn, Call, detach, library_mismatch, waiting_at
+from ._driver import (
+    OWNER,
+    AsyncFn,
+    Call,
+    detach,
+    library_mismatch,
+    raise_keyboard_interrupt,
+    waiting_at,
+)
 
 # our frames are hidden from reported tracebacks: unittest's flag, and pytest's
 __unittest = True
@@ -162,6 +170,7 @@ class AsyncioScopeTask:
             timer = loop.call_later(timeout, self._time_out, call, task)
         router = _sigint.router
         router.interrupt_current = partial(self._interrupt, call, task)
+        router.abort_current = runner.abort
         try:
             loop.run_forever()
             if not call.finished:
@@ -177,8 +186,11 @@ class AsyncioScopeTask:
             raise
         finally:
             router.interrupt_current = None
+            router.abort_current = None
             if timer is not None:
                 timer.cancel()
+        if router.abandoned:
+            raise KeyboardInterrupt  # a second Ctrl-C as the call ended
         if not _TASK_CONTEXT:
             call.value, snapshot = call.value
             _copy_back(snapshot, self._context)
@@ -204,7 +216,12 @@ class AsyncioScopeTask:
         self._next = _END
         task.cancel()
         loop = self._runner.loop
-        if not loop.is_closed() and not loop.is_running() and not _loop_running():
+        if (
+            not loop.is_closed()
+            and not loop.is_running()
+            and not _loop_running()
+            and not _sigint.router.abandoned  # a second Ctrl-C: no waiting
+        ):
             # best effort: the error that brought us here is the one to report
             guard = loop.call_later(1.0, loop.stop)  # a test deaf to cancellation
             with contextlib.suppress(BaseException):
@@ -286,6 +303,10 @@ class AsyncioRunner:
             loop.set_debug(debug)
         self._errors: list[str] = []
         self.closing = False
+        #: for a second Ctrl-C: KeyboardInterrupt raised by the loop on the host
+        self.abort: Callable[[], object] = partial(
+            loop.call_soon_threadsafe, raise_keyboard_interrupt
+        )
         #: library_mismatch(), looked at by the first scope task
         self.mismatch: Any = _UNCHECKED
         loop.set_exception_handler(self._record_error)

@@ -128,6 +128,11 @@ class Runner(Protocol):
         """Cancel what still runs, finalise async generators, close the loop."""
 
 
+def raise_keyboard_interrupt() -> None:
+    """Queued on a runner's host loop by a second Ctrl-C (see ``_sigint``)."""
+    raise KeyboardInterrupt
+
+
 class RunnerConflictError(RuntimeError):
     """A runner was asked for that cannot coexist with one already open."""
 

@@ -13,7 +13,9 @@ handlers costs ~70 µs a call, see ``asyncio.Runner``):
   backend's thread- and signal-safe entry point; the call ends, its
   ``KeyboardInterrupt`` is raised on the host, and the async teardown that follows
   can still run;
-* in sync code, or on a second Ctrl-C, ``KeyboardInterrupt`` is raised at once.
+* in sync code, ``KeyboardInterrupt`` is raised at once; so is it on a second
+  Ctrl-C, by the driver's own loop on the host when a call is being driven
+  (never inside the async code, which could catch it).
 
 If another Python handler is in place (``python -m unittest -c`` installs one that
 asks the run to stop after the current test, and raises on a second Ctrl-C), it
@@ -45,6 +47,9 @@ class _Router:
         #: set by a driver while it drives a call: schedules that call's
         #: cancellation (hard: KeyboardInterrupt; soft: Interrupted)
         self.interrupt_current: Callable[[bool], None] | None = None
+        #: set by a driver while it drives a call: makes the host raise
+        #: KeyboardInterrupt from the driver's own loop (a second Ctrl-C)
+        self.abort_current: Callable[[], object] | None = None
         self.interrupting = False
         #: set by a second Ctrl-C: the user wants out now, so a runner that can't
         #: be closed without waiting (a trio run in a shielded await) is left
@@ -59,6 +64,8 @@ class _Router:
                 self.previous(signum, frame)  # may raise: a second Ctrl-C under -c
             except KeyboardInterrupt:
                 self.abandoned = True
+                if self._abort():
+                    return
                 raise
             finally:
                 signal.signal(signal.SIGINT, self.handler)
@@ -68,12 +75,26 @@ class _Router:
             return
         if self.interrupting:
             self.abandoned = True
+            if self._abort():
+                return
             raise KeyboardInterrupt
         self.interrupting = True
         interrupt = self.interrupt_current
         if interrupt is None:
             raise FirstInterrupt
         interrupt(True)
+
+    def _abort(self) -> bool:
+        """A second Ctrl-C while a call is driven: have the driver raise
+        ``KeyboardInterrupt`` on the host, from its own loop. Raised here, it
+        would land in whatever the thread runs, a task's code included, which
+        catches it (or, in trio, crashes the run into cancelling everything),
+        while the host goes on waiting for a call stuck in a shielded await."""
+        abort = self.abort_current
+        if abort is None:
+            return False
+        abort()
+        return True
 
     def acquire(self) -> None:
         self.users += 1

@@ -49,6 +49,7 @@ from ._driver import (
     RunnerConflictError,
     detach,
     library_mismatch,
+    raise_keyboard_interrupt,
     waiting_at,
 )
 
@@ -108,6 +109,8 @@ class _Run:
         self._driving = False
         self._token: trio.lowlevel.TrioToken | None = None
         self.result: outcome.Outcome[None] | None = None
+        #: for a second Ctrl-C: KeyboardInterrupt raised by the pump on the host
+        self._abort = partial(self._queue.put, raise_keyboard_interrupt)
         _sigint.router.acquire()
         try:
             trio.lowlevel.start_guest_run(
@@ -203,12 +206,16 @@ class _Run:
         self._request = request
         router = _sigint.router
         router.interrupt_current = partial(self._interrupt, call)
+        router.abort_current = self._abort
         self._driving = True
         try:
             self._pump(lambda: call.finished)
         finally:
             self._driving = False
             router.interrupt_current = None
+            router.abort_current = None
+        if router.abandoned:
+            raise KeyboardInterrupt  # a second Ctrl-C as the call ended
         return call.outcome()
 
     def _interrupt(self, call: Call, hard: bool) -> None:
