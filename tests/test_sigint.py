@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+import anyio
+
 import anyio_unittest
 
 from ._support import _env, write_suite
@@ -389,6 +391,46 @@ class TestCtrlC(unittest.TestCase):
                     self.assert_keyboard_interrupt(
                         ended, report, last_line=backend == "asyncio"
                     )
+
+
+class SecondCtrlCInsideAsyncCode(unittest.TestCase):
+    """The race behind a rare hang of the "second" scenarios, made certain: the
+    second Ctrl-C arrives while the test's own code runs (here it raises the
+    signal itself, inside a shielded scope). The KeyboardInterrupt must come
+    out of the runner on the host, not out of the test's code, which could
+    catch it (or, in trio, crash the run while the host waits on)."""
+
+    def test_it_is_raised_on_the_host_not_in_the_test(self) -> None:
+        for backend in ("asyncio", "trio"):
+            with self.subTest(backend=backend):
+                case = type(
+                    "Body",
+                    (SecondCtrlCBody, anyio_unittest.AnyIOTestCase),
+                    {"anyio_backend": backend, "events": []},
+                )
+                previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+                try:
+                    with self.assertRaises(KeyboardInterrupt):
+                        case("test_it").run(unittest.TestResult())
+                finally:
+                    signal.signal(signal.SIGINT, previous)
+                self.assertEqual(case.events, ["not raised inside the test"])
+
+
+class SecondCtrlCBody:
+    events: ClassVar[list[str]]
+
+    async def test_it(self) -> None:
+        with anyio.CancelScope(shield=True):
+            signal.raise_signal(signal.SIGINT)  # cancels the call
+            try:
+                signal.raise_signal(signal.SIGINT)  # the second
+            except KeyboardInterrupt:
+                self.events.append("raised inside the test")
+                raise
+            self.events.append("not raised inside the test")
+            await anyio.sleep(0.5)
+            self.events.append("slept through it")
 
 
 ALL_MARKERS = {
