@@ -15,7 +15,9 @@ handlers costs ~70 µs a call, see ``asyncio.Runner``):
   can still run;
 * in sync code, ``KeyboardInterrupt`` is raised at once; so is it on a second
   Ctrl-C, by the driver's own loop on the host when a call is being driven
-  (never inside the async code, which could catch it).
+  (never inside the async code, which could catch it). If the call holds the
+  thread (a blocking call in a test), the loop never gets to raise it: a third
+  Ctrl-C raises in place.
 
 If another Python handler is in place (``python -m unittest -c`` installs one that
 asks the run to stop after the current test, and raises on a second Ctrl-C), it
@@ -54,6 +56,8 @@ class _Router:
         #: set by a second Ctrl-C: the user wants out now, so a runner that can't
         #: be closed without waiting (a trio run in a shielded await) is left
         self.abandoned = False
+        #: a second Ctrl-C was handed to the driver (a third raises in place)
+        self.aborted = False
 
     def handler(self, signum: int, frame: FrameType | None) -> None:
         if self.previous is not signal.default_int_handler:
@@ -91,8 +95,11 @@ class _Router:
         catches it (or, in trio, crashes the run into cancelling everything),
         while the host goes on waiting for a call stuck in a shielded await."""
         abort = self.abort_current
-        if abort is None:
+        if abort is None or self.aborted:
+            # no call, or a third Ctrl-C: the code holds the thread (a blocking
+            # call inside a test) and never lets the loop run, so raise here
             return False
+        self.aborted = True
         abort()
         return True
 
@@ -112,6 +119,7 @@ class _Router:
             self.installed = False
             self.interrupting = False
             self.abandoned = False
+            self.aborted = False
             if signal.getsignal(signal.SIGINT) == self.handler:
                 signal.signal(signal.SIGINT, self.previous)
 

@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-import anyio
-
 import anyio_unittest
 
 from ._support import _env, write_suite
@@ -393,44 +391,93 @@ class TestCtrlC(unittest.TestCase):
                     )
 
 
+INSIDE = {
+    "test_inside.py": """
+        import os
+        import signal
+        import threading
+        import time
+
+        import anyio
+
+        from anyio_unittest import AnyIOTestCase
+
+
+        def mark(text):
+            print(text, flush=True)
+
+
+        class TestInside(AnyIOTestCase):
+            anyio_backend = os.environ["BACKEND"]
+
+            async def test_second(self):
+                with anyio.CancelScope(shield=True):
+                    signal.raise_signal(signal.SIGINT)  # cancels the call
+                    try:
+                        signal.raise_signal(signal.SIGINT)  # the second
+                    except KeyboardInterrupt:
+                        mark("RAISED INSIDE THE TEST")
+                        raise
+                    mark("NOT RAISED INSIDE THE TEST")
+                    await anyio.sleep(10)
+                    mark("SLEPT THROUGH IT")
+
+            async def test_third(self):
+                signal.raise_signal(signal.SIGINT)
+                signal.raise_signal(signal.SIGINT)
+                third = threading.Timer(
+                    0.2,
+                    signal.pthread_kill,
+                    (threading.main_thread().ident, signal.SIGINT),
+                )
+                third.start()
+                try:
+                    time.sleep(10)  # holds the thread: the loop can't raise
+                except KeyboardInterrupt:
+                    mark("THE THIRD ONE, IN PLACE")
+                    raise
+    """
+}
+
+
 class SecondCtrlCInsideAsyncCode(unittest.TestCase):
     """The race behind a rare hang of the "second" scenarios, made certain: the
-    second Ctrl-C arrives while the test's own code runs (here it raises the
-    signal itself, inside a shielded scope). The KeyboardInterrupt must come
-    out of the runner on the host, not out of the test's code, which could
-    catch it (or, in trio, crash the run while the host waits on)."""
+    second Ctrl-C arrives while the test's own code runs (it raises the signal
+    itself). The KeyboardInterrupt must come out of the runner on the host, not
+    out of the test's code, which could catch it (or, in trio, crash the run
+    while the host waits on). In a child process: a trio run left behind by a
+    Ctrl-C keeps its thread from starting another one."""
 
-    def test_it_is_raised_on_the_host_not_in_the_test(self) -> None:
+    def run_inside(self, test: str, backend: str) -> tuple[list[str], str]:
+        folder = write_suite(INSIDE)
+        start = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, "-W", "error", "-m", "unittest", f"test_inside.{test}"],
+            cwd=folder,
+            env=_env({"BACKEND": backend, "PYTHONUNBUFFERED": "1"}),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        report = f"stdout: {proc.stdout}\nstderr: {proc.stderr}"
+        self.assertLess(time.monotonic() - start, 8.0, report)
+        self.assertEqual(proc.returncode, -signal.SIGINT, report)
+        self.assertIn("KeyboardInterrupt", proc.stderr, report)
+        return proc.stdout.split(), report
+
+    def test_the_second_is_raised_on_the_host_not_in_the_test(self) -> None:
         for backend in ("asyncio", "trio"):
             with self.subTest(backend=backend):
-                case = type(
-                    "Body",
-                    (SecondCtrlCBody, anyio_unittest.AnyIOTestCase),
-                    {"anyio_backend": backend, "events": []},
-                )
-                previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-                try:
-                    with self.assertRaises(KeyboardInterrupt):
-                        case("test_it").run(unittest.TestResult())
-                finally:
-                    signal.signal(signal.SIGINT, previous)
-                self.assertEqual(case.events, ["not raised inside the test"])
+                out, report = self.run_inside("TestInside.test_second", backend)
+                self.assertEqual(" ".join(out), "NOT RAISED INSIDE THE TEST", report)
 
-
-class SecondCtrlCBody:
-    events: ClassVar[list[str]]
-
-    async def test_it(self) -> None:
-        with anyio.CancelScope(shield=True):
-            signal.raise_signal(signal.SIGINT)  # cancels the call
-            try:
-                signal.raise_signal(signal.SIGINT)  # the second
-            except KeyboardInterrupt:
-                self.events.append("raised inside the test")
-                raise
-            self.events.append("not raised inside the test")
-            await anyio.sleep(0.5)
-            self.events.append("slept through it")
+    def test_a_third_one_raises_in_code_that_holds_the_thread(self) -> None:
+        # the loop can't run while a test blocks it, so the second Ctrl-C's
+        # KeyboardInterrupt waits; a third one is raised where the code is
+        for backend in ("asyncio", "trio"):
+            with self.subTest(backend=backend):
+                out, report = self.run_inside("TestInside.test_third", backend)
+                self.assertEqual(" ".join(out), "THE THIRD ONE, IN PLACE", report)
 
 
 ALL_MARKERS = {
