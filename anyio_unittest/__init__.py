@@ -2,7 +2,6 @@
 
 from ._backends import BackendName as BackendName
 from ._backends import BackendSpec as BackendSpec
-from ._backends import ConfigurationError as ConfigurationError
 from ._case import AnyIOTestCase as AnyIOTestCase
 from ._case import LeakedTasks as LeakedTasks
 from ._case import LeakedTaskWarning as LeakedTaskWarning
@@ -10,10 +9,12 @@ from ._case import LoopScope as LoopScope
 from ._case import addAsyncModuleCleanup as addAsyncModuleCleanup
 from ._case import enterAsyncModuleContext as enterAsyncModuleContext
 from ._case import timeout as timeout
-from ._driver import Interrupted as Interrupted
-from ._driver import RunnerConflictError as RunnerConflictError
-from ._scopes import LoopErrors as LoopErrors
-from ._scopes import ScopeCancelled as ScopeCancelled
+from ._exceptions import ConfigurationError as ConfigurationError
+from ._exceptions import Interrupted as Interrupted
+from ._exceptions import LoopErrors as LoopErrors
+from ._exceptions import RunnerConflictError as RunnerConflictError
+from ._exceptions import RunnerLeftBehind as RunnerLeftBehind
+from ._exceptions import ScopeCancelled as ScopeCancelled
 from ._version import __version__ as __version__
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "LoopErrors",
     "LoopScope",
     "RunnerConflictError",
+    "RunnerLeftBehind",
     "ScopeCancelled",
     "__version__",
     "addAsyncModuleCleanup",
@@ -42,6 +44,7 @@ for _obj in (
     LeakedTaskWarning,
     LoopErrors,
     RunnerConflictError,
+    RunnerLeftBehind,
     ScopeCancelled,
     addAsyncModuleCleanup,
     enterAsyncModuleContext,

@@ -2,9 +2,18 @@
 
 Each scope task is an ``asyncio.Task`` created with the scope's context; the host
 hands it a call by resolving the future it waits on, then runs the loop with
-``run_forever()``, which the scope task stops as the call ends: about 7 µs a call
-here, against ~12 µs for ``run_until_complete`` and ~50 µs for
-``asyncio.Runner.run`` with its per-call SIGINT swap.
+``run_forever()``, which the scope task stops as the call ends (cheaper than
+``run_until_complete``, and no per-call SIGINT swap as in ``asyncio.Runner``).
+
+Each scope task runs its calls inside one anyio ``CancelScope``: time limits and
+Ctrl-C cancel a call through it, so a shielded scope of the test's
+(``anyio.CancelScope(shield=True)``) is honoured as anyio defines it, and the
+driver knows the call was cancelled whatever the code then did with the
+``CancelledError``. Cancellation in asyncio is edge-triggered, so once a
+cancelled call has ended the scope is replaced by a fresh one and the next call
+(``asyncTearDown``, a cleanup) runs normally; only while a cancel scope of the
+test's own, entered by a cancelled call, is still open inside it can't it be
+replaced, and then the rest of the task runs cancelled, as on trio.
 
 Python 3.10 has no ``context=`` for tasks: there the task runs in a copy of the
 scope's context: what the host set in the scope's context (sync hooks run in it)
@@ -18,33 +27,33 @@ import asyncio
 import contextlib
 import contextvars
 import sys
+import time
 import traceback
 import weakref
 from collections.abc import Callable
 from contextvars import Context
-from functools import partial
-from types import CoroutineType
 from typing import Any
+
+import anyio
 
 from . import _sigint
 from ._driver import (
+    GRACE,
     OWNER,
-    AsyncFn,
     Call,
+    Runner,
+    ScopeTask,
     detach,
+    format_await_chain,
     library_mismatch,
-    raise_keyboard_interrupt,
-    waiting_at,
 )
+from ._threads import Work, WorkerThreads
 
 # our frames are hidden from reported tracebacks: unittest's flag, and pytest's
 __unittest = True
 __tracebackhide__ = True
 
 _TASK_CONTEXT = sys.version_info >= (3, 11)
-
-#: the option names ``anyio.run`` and anyio's pytest plugin accept for asyncio
-OPTIONS = frozenset({"debug", "use_uvloop", "loop_factory"})
 
 
 def _uvloop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
@@ -53,73 +62,121 @@ def _uvloop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     return uvloop.new_event_loop
 
 
-class AsyncioScopeTask:
-    def __init__(self, runner: AsyncioRunner, context: Context) -> None:
-        self._runner = runner
-        self._context = context
+class AsyncioScopeTask(ScopeTask):
+    runner: AsyncioRunner
+
+    def __init__(self, runner: AsyncioRunner, context: Context, name: str) -> None:
+        super().__init__(runner, context, name)
         self._task: asyncio.Task[None] | None = None
         self._inbox: asyncio.Future[None] | None = None
         self._next: Call | None = None
-        # a plain marker, not self: the context must not point back at us, or
-        # every finished task would wait for the garbage collector
-        self._marker = object()
-        context.run(OWNER.set, self._marker)
+        #: the call running, and the cancel scope it runs in
+        self._current: Call | None = None
+        self._scope: Any = None
+
+    def coroutine(self) -> Any:
+        return None if self._task is None else self._task.get_coro()
 
     def leaked_tasks(self, everything: bool = False) -> list[Any]:
         if everything:
-            candidates: Any = asyncio.all_tasks(self._runner.loop)
+            candidates: Any = asyncio.all_tasks(self.runner.loop)
         else:
-            candidates = self._runner.owned.get(self._marker, ())
+            candidates = self.runner.owned.get(self.marker, ())
         return [t for t in candidates if t is not self._task and not t.done()]
 
-    def cancel_tasks(self, tasks: list[Any]) -> list[BaseException]:
+    def cancel_tasks(self, tasks: list[Any]) -> tuple[list[BaseException], list[Any]]:
         if not tasks:
-            return []
-        return self.call(_cancel_and_wait, tasks)  # type: ignore[no-any-return]
+            return [], []
+        raised, stuck = self.call(_cancel_and_wait, tasks)
+        if stuck:
+            self.runner.leave_behind(
+                f"{len(stuck)} task(s) that {self.name} left ignored their cancellation"
+            )
+        return raised, stuck
+
+    def _hand_over(self, call: Call) -> None:
+        if self._task is None:
+            # asyncio.Task directly, not loop.create_task(): our own task needs
+            # no task factory (the owner-tracing one)
+            coro = self._main(call)
+            loop = self.runner.loop
+            if _TASK_CONTEXT:
+                self._task = asyncio.Task(coro, loop=loop, context=self.context)  # type: ignore[call-arg,unused-ignore]
+            else:
+                self._task = self.context.run(asyncio.Task, coro, loop=loop)
+            return
+        if self._task.done() or self._next is _END:
+            call.discard()
+            raise RuntimeError("this scope task has ended")
+        self._next = call
+        inbox = self._inbox
+        if inbox is not None and not inbox.done():
+            inbox.set_result(None)
 
     async def _main(self, call: Call | None) -> None:
-        runner = self._runner
+        runner = self.runner
         loop = runner.loop
         if runner.mismatch is _UNCHECKED:
             runner.mismatch = library_mismatch("asyncio")
         mismatch = runner.mismatch
-        while call is not None:
-            if not _TASK_CONTEXT:
-                _copy_in(self._context)
-            try:
-                if mismatch is not None:
-                    raise RuntimeError(mismatch)
-                if call.interrupted:
-                    # Ctrl-C came before the call started: its task.cancel() was
-                    # absorbed by the wait for this call, so cancel it here (and
-                    # close a coroutine handed over, never to be awaited now)
-                    for arg in call.args:
-                        if isinstance(arg, CoroutineType):
-                            arg.close()
-                    raise asyncio.CancelledError
-                call.value = await call.fn(*call.args)
-            except BaseException as exc:  # reported on the host, as unittest expects
-                call.error = detach(exc)
-                if call.timed_out:
-                    call.where = waiting_at(exc)
-            if call.timed_out or call.interrupted:
-                # the cancellation was ours: leave no count that would confuse a
-                # later asyncio.timeout() in this task
-                task = asyncio.current_task()
-                if task is not None and hasattr(task, "uncancel"):
-                    task.uncancel()
-            if not _TASK_CONTEXT:
-                call.value = (call.value, contextvars.copy_context())
-            call.finished = True
-            # The host's run_forever() returns after the next iteration: the
-            # callbacks the call's last step scheduled (call_soon, a task's
-            # done callbacks) run first, so an error they raise is blamed on
-            # this call's test and not on the next one. No future involved.
-            loop.call_soon(loop.stop)
-            call = await self._next_call()
+        self._scope = anyio.CancelScope().__enter__()
+        try:
+            while call is not None:
+                if not _TASK_CONTEXT:
+                    _copy_in(self.context)
+                self._current = call
+                try:
+                    if mismatch is not None:
+                        raise RuntimeError(mismatch)
+                    if call.cancelled is not None:
+                        # Ctrl-C came before the call started: cancel it here
+                        self._scope.cancel()
+                    call.value = await call.fn(*call.args)
+                except GeneratorExit:
+                    raise  # the coroutine is being closed: no more awaiting here
+                except BaseException as exc:  # reported on the host
+                    call.error = detach(exc)
+                self._current = None
+                if self._scope.cancel_called:
+                    if call.cancelled is not None and isinstance(
+                        call.error, asyncio.CancelledError
+                    ):
+                        # our own cancellation: the driver says why
+                        call.error = None
+                    self._scope = _renew(self._scope)
+                if not _TASK_CONTEXT:
+                    _copy_back(contextvars.copy_context(), self.context)
+                if call.limit is not None:
+                    call.ended = time.monotonic()
+                call.finished = True
+                # The host's run_forever() returns after the next iteration: the
+                # callbacks the call's last step scheduled (call_soon, a task's
+                # done callbacks) run first, so an error they raise is blamed on
+                # this call's test and not on the next one. No future involved.
+                loop.call_soon(loop.stop)
+                call = await self._next_call()
+        finally:
+            # exited even when the task ends cancelled: entered, the scope
+            # keeps the task alive in anyio's table of task states
+            # (a scope of the user's may still be open inside it)
+            with contextlib.suppress(RuntimeError):
+                self._scope.__exit__(None, None, None)
+
+    async def pause(self) -> None:
+        if self._scope.cancel_called:
+            # the phase before was cancelled (Ctrl-C): the next one runs
+            # normally, as it would in a call of its own
+            self._scope = _renew(self._scope)
+        await asyncio.sleep(0)
+
+    def cancel_in_loop(self, call: Call) -> None:
+        if self._current is call and self._scope is not None:
+            self._scope.cancel()
+        # else: not started yet, and _main cancels it as it starts
 
     async def _next_call(self) -> Call | None:
-        runner = self._runner
+        runner = self.runner
+        shielded = self._scope.cancel_called
         while True:
             call = self._next
             if call is not None:
@@ -128,128 +185,63 @@ class AsyncioScopeTask:
             inbox: asyncio.Future[None] = runner.loop.create_future()
             self._inbox = inbox
             try:
-                await inbox
+                if shielded:
+                    # a cancelled cancel scope (ours, or one of the user's left
+                    # open by an earlier call) would cancel this wait again at
+                    # every iteration: the cancellation is for the calls
+                    with anyio.CancelScope(shield=True):
+                        await inbox
+                else:
+                    await inbox
             except asyncio.CancelledError:
-                # A cancelled cancel scope of the user's (anyio's, entered by
-                # an earlier call in this task and still open) keeps cancelling
-                # this task: that is for the calls, not for this wait. (It may
-                # cancel the inbox too, which is why the call itself is handed
-                # over in self._next.)
                 if runner.closing:
                     raise
+                shielded = True
                 task = asyncio.current_task()
                 if task is not None and hasattr(task, "uncancel"):
                     task.uncancel()
 
-    def _hand_over(self, call: Call) -> None:
-        self._next = call
-        inbox = self._inbox
-        if inbox is not None and not inbox.done():
-            inbox.set_result(None)
-
-    def call(self, fn: AsyncFn, /, *args: Any, timeout: float | None = None) -> Any:
-        runner = self._runner
-        loop = runner.loop
-        call = Call(fn, args)
-        if self._task is None:
-            # asyncio.Task directly, not loop.create_task(): our own task needs
-            # no task factory (the owner-tracing one costs ~2 µs a task)
-            coro = self._main(call)
-            if _TASK_CONTEXT:
-                self._task = asyncio.Task(coro, loop=loop, context=self._context)  # type: ignore[call-arg,unused-ignore]
-            else:
-                self._task = self._context.run(asyncio.Task, coro, loop=loop)
-        elif self._task.done() or self._next is _END:
-            raise RuntimeError("this scope task has ended")
-        else:
-            self._hand_over(call)
-        task = self._task
-        timer = None
-        if timeout is not None:
-            call.timeout = timeout
-            timer = loop.call_later(timeout, self._time_out, call, task)
-        router = _sigint.router
-        router.interrupt_current = partial(self._interrupt, call, task)
-        router.abort_current = runner.abort
-        try:
-            loop.run_forever()
-            if not call.finished:
-                raise RuntimeError(
-                    "the event loop was stopped while a test was running on it "
-                    "(loop.stop() called from the test?)"
-                )
-        except BaseException:
-            # the loop itself failed (stopped or closed from the test, Ctrl-C in its
-            # machinery): end this task so that nothing of the test lingers
-            if not call.finished:
-                self._abandon(task)
-            raise
-        finally:
-            router.interrupt_current = None
-            router.abort_current = None
-            if timer is not None:
-                timer.cancel()
-        if router.abandoned:
-            raise KeyboardInterrupt  # a second Ctrl-C as the call ended
-        if not _TASK_CONTEXT:
-            call.value, snapshot = call.value
-            _copy_back(snapshot, self._context)
-        if call.timed_out and not isinstance(call.error, asyncio.CancelledError):
-            call.timed_out = False  # it ended some other way before the cancellation
-        return call.outcome()
-
-    def _time_out(self, call: Call, task: asyncio.Task[None]) -> None:
-        if not call.finished:
-            call.timed_out = True
-            task.cancel()
-
-    def _interrupt(self, call: Call, task: asyncio.Task[None], hard: bool) -> None:
-        call.interrupted = True
-        call.soft = not hard
-        self._runner.loop.call_soon_threadsafe(task.cancel)
-
-    def _abandon(self, task: asyncio.Task[None]) -> None:
-        # End the task, not only the call: cancelled, the call ends, _main stops
-        # the loop and (handed _END) returns. Left waiting for a next call, the
-        # task would be destroyed pending, an error of the next test on this
-        # runner (found by tests/test_misuse.py: loop.stop() in a test).
-        self._next = _END
-        task.cancel()
-        loop = self._runner.loop
-        if (
-            not loop.is_closed()
-            and not loop.is_running()
-            and not _loop_running()
-            and not _sigint.router.abandoned  # a second Ctrl-C: no waiting
-        ):
-            # best effort: the error that brought us here is the one to report
-            guard = loop.call_later(1.0, loop.stop)  # a test deaf to cancellation
-            with contextlib.suppress(BaseException):
-                loop.run_forever()
-            guard.cancel()
-        self._task = None
-        self._inbox = None
-
     def close(self) -> None:
-        self._runner.owned.pop(self._marker, None)
+        self.runner.owned.pop(self.marker, None)
         if self._task is not None and not self._task.done():
             # no loop iteration here: the task ends the next time the loop runs
-            self._hand_over(_END)
+            self._next = _END
+            inbox = self._inbox
+            if inbox is not None and not inbox.done():
+                inbox.set_result(None)
 
 
-async def _cancel_and_wait(tasks: list[asyncio.Task[Any]]) -> list[BaseException]:
+def _renew(scope: anyio.CancelScope) -> anyio.CancelScope:
+    """A fresh cancel scope in place of *scope*, which was cancelled: possible
+    when no cancel scope of the user's is still open inside it. Otherwise the
+    task stays cancelled (anyio refuses to exit a scope around an open one,
+    before it changes anything), as trio's scope tasks do."""
+    try:
+        scope.__exit__(None, None, None)
+    except RuntimeError:
+        return scope
+    return anyio.CancelScope().__enter__()
+
+
+async def _cancel_and_wait(
+    tasks: list[asyncio.Task[Any]],
+) -> tuple[list[BaseException], list[asyncio.Task[Any]]]:
+    """Cancel *tasks*, wait up to GRACE for them; what they raised instead of
+    ending cancelled, and those still pending."""
     for task in tasks:
         task.cancel()
-    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-    return [
+    done, pending = await asyncio.wait(tasks, timeout=GRACE)
+    raised = [
         exc
-        for exc in outcomes
-        if isinstance(exc, BaseException)
-        and not isinstance(exc, asyncio.CancelledError)
+        for task in tasks
+        if task in done and not task.cancelled()
+        for exc in [task.exception()]
+        if exc is not None
     ]
+    return raised, [task for task in tasks if task in pending]
 
 
-_END = Call(None, ())  # type: ignore[arg-type]  # handed over to end a scope task
+_END = Call(None, (), None, None)  # type: ignore[arg-type]  # ends a scope task
 
 
 def _copy_back(snapshot: Context, context: Context) -> None:
@@ -270,9 +262,6 @@ _MISSING = object()
 _UNCHECKED = object()
 
 
-_current_loop: asyncio.AbstractEventLoop | None = None
-
-
 def _loop_running() -> bool:
     """Whether an event loop already runs on this thread (a test run from inside
     an async test): ours must then not be run at all. Python 3.13.0 would even
@@ -280,21 +269,39 @@ def _loop_running() -> bool:
 
     ``_get_running_loop`` is in ``asyncio.__all__`` (for event loops and their
     runners, as here): unlike ``get_running_loop`` it raises nothing when no
-    loop runs, which is the case of every test (an exception costs ~1 µs).
+    loop runs, which is the case of every test.
     """
     return asyncio._get_running_loop() is not None
 
 
-class AsyncioRunner:
+class _Alarm:
+    """Stops the loop at a call's time limit (and says it did)."""
+
+    __slots__ = ("loop", "rang")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.rang = False
+
+    def __call__(self) -> None:
+        self.rang = True
+        self.loop.stop()
+
+
+class AsyncioRunner(Runner):
     backend = "asyncio"
+    can_cancel_tasks = True
+    cancelled_exc_class: type[BaseException] = asyncio.CancelledError
 
     def __init__(
         self,
+        label: str = "",
         *,
         debug: bool | None = None,
         use_uvloop: bool = False,
         loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
     ) -> None:
+        self.label = label
         if loop_factory is None:
             loop_factory = _uvloop_factory() if use_uvloop else asyncio.new_event_loop
         self.loop = loop = loop_factory()
@@ -303,17 +310,17 @@ class AsyncioRunner:
             loop.set_debug(debug)
         self._errors: list[str] = []
         self.closing = False
-        #: for a second Ctrl-C: KeyboardInterrupt raised by the loop on the host
-        self.abort: Callable[[], object] = partial(
-            loop.call_soon_threadsafe, raise_keyboard_interrupt
-        )
+        self._released = False
         #: library_mismatch(), looked at by the first scope task
         self.mismatch: Any = _UNCHECKED
         loop.set_exception_handler(self._record_error)
+        self.threads = WorkerThreads()
+        loop.set_default_executor(self.threads)
         #: before 3.12, tasks by the scope task they were started from (weakly:
         #: a finished task must be freed at once, or its "exception was never
         #: retrieved" would be logged after the test that caused it)
         self.owned: dict[object, weakref.WeakSet[Any]] = {}
+        self._kept: set[asyncio.Task[Any]] = set()
         self._trace_owners()
         _sigint.router.acquire()
 
@@ -342,11 +349,73 @@ class AsyncioRunner:
 
         loop.set_task_factory(factory)
 
-    can_cancel_tasks = True
-    cancelled_exc_class: type[BaseException] = asyncio.CancelledError
+    # -- the primitives of the drive loop ---------------------------------------
 
-    async def pause(self) -> None:
-        await asyncio.sleep(0)
+    def _step(self, call: Call, timeout: float | None) -> None:
+        loop = self.loop
+        alarm = None
+        timer = None
+        if timeout is not None:
+            alarm = _Alarm(loop)
+            timer = loop.call_later(timeout, alarm)
+        try:
+            loop.run_forever()
+        except BaseException:
+            # the loop itself failed (stopped or closed from the test, Ctrl-C in its
+            # machinery): end this task so that nothing of the test lingers
+            if not call.finished and not call.aborted:
+                self._abandon(call)
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+        if not call.finished and (alarm is None or not alarm.rang):
+            self._abandon(call)
+            raise RuntimeError(
+                "the event loop was stopped while a test was running on it "
+                "(loop.stop() called from the test?)"
+            )
+
+    def _cancel(self, call: Call, threadsafe: bool) -> None:
+        loop = self.loop
+        schedule = loop.call_soon_threadsafe if threadsafe else loop.call_soon
+        schedule(_cancel_in_loop, call)
+
+    def _post_on_host(self, fn: Callable[[], object]) -> None:
+        self.loop.call_soon_threadsafe(fn)
+
+    def _release(self) -> None:
+        if not self._released:
+            self._released = True
+            _sigint.router.release()
+
+    def leave_behind(self, reason: str, ctrl_c: bool = False) -> None:
+        if self.left_behind is None:
+            # referenced, so that no pending task is finalised later
+            self._kept = asyncio.all_tasks(self.loop)
+        super().leave_behind(reason, ctrl_c)
+
+    def _abandon(self, call: Call) -> None:
+        # End the task, not only the call: cancelled, the call ends, _main stops
+        # the loop and (handed _END) returns. Left waiting for a next call, the
+        # task would be destroyed pending, an error of the next test on this
+        # runner.
+        task = call.task
+        assert isinstance(task, AsyncioScopeTask)
+        task._next = _END
+        if task._task is not None:
+            task._task.cancel()
+        loop = self.loop
+        if not loop.is_closed() and not loop.is_running() and not _loop_running():
+            # best effort: the error that brought us here is the one to report
+            guard = loop.call_later(GRACE, loop.stop)  # a test deaf to cancellation
+            with contextlib.suppress(BaseException):
+                loop.run_forever()
+            guard.cancel()
+        task._task = None
+        task._inbox = None
+
+    # -- the rest of the runner ------------------------------------------------
 
     def _record_error(
         self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]
@@ -357,47 +426,72 @@ class AsyncioRunner:
         errors, self._errors = self._errors, []
         return errors
 
-    def open_task(self, context: Context) -> AsyncioScopeTask:
-        global _current_loop
+    def busy_threads(self, owner: object, wait: float = 0.0) -> list[Work]:
+        threads = self.threads
+        if not threads.busy:
+            return []
+        works = threads.owned_by(owner)
+        return threads.wait_for(works, wait) if works and wait else works
+
+    def open_task(self, context: Context, name: str) -> AsyncioScopeTask:
+        if self.left_behind is not None:
+            raise self.left_behind_error()
         if _loop_running():
             raise RuntimeError(
                 "an event loop is already running in this thread: a test can't "
                 "be run from inside async code (run it from sync code, or await "
                 "what it tests directly)"
             )
-        if _current_loop is not self.loop:
-            # the test's loop is the current loop in its sync setUp, as with
-            # IsolatedAsyncioTestCase; set only on change (~1 µs a call)
-            asyncio.set_event_loop(self.loop)
-            _current_loop = self.loop
-        return AsyncioScopeTask(self, context)
+        # the test's loop is the current loop in its sync setUp, as with
+        # IsolatedAsyncioTestCase; set for every test, since a test may have
+        # set another one (asyncio.run() sets its own, then none)
+        asyncio.set_event_loop(self.loop)
+        return AsyncioScopeTask(self, context, name)
 
     def close(self) -> None:
         loop = self.loop
-        if loop.is_closed():
+        if self.left_behind is not None or loop.is_closed():
             return
         self.closing = True
-        if _loop_running() or _sigint.router.abandoned:
-            # run from inside another loop (a misuse already reported), or a
-            # second Ctrl-C (the user wants out now: a shielded task would make
-            # us wait): don't run the loop to end its tasks; cancel them, go
-            for task in asyncio.all_tasks(loop):
-                task.cancel()
-            loop.close()
-            _sigint.router.release()
-            return
+        stuck: list[asyncio.Task[Any]] = []
         try:
-            _cancel_all_tasks(loop)
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            shutdown = getattr(loop, "shutdown_default_executor", None)
-            if shutdown is not None:
-                loop.run_until_complete(shutdown())
+            if _loop_running():
+                # run from inside another loop (a misuse already reported):
+                # don't run the loop to end its tasks; cancel them, go
+                for task in asyncio.all_tasks(loop):
+                    task.cancel()
+            else:
+                stuck = _cancel_all_tasks(loop)
+                if not stuck:
+                    loop.run_until_complete(
+                        asyncio.wait_for(loop.shutdown_asyncgens(), GRACE)
+                    )
         finally:
-            global _current_loop
-            asyncio.set_event_loop(None)
-            _current_loop = None
-            loop.close()
-            _sigint.router.release()
+            self.threads.shutdown(wait=True)
+            if stuck:
+                self.leave_behind(f"{len(stuck)} task(s) ignored their cancellation")
+            else:
+                asyncio.set_event_loop(None)
+                loop.close()
+                self._release()
+        if stuck:
+            names = "\n".join(f"  {format_task(task)}" for task in stuck)
+            raise RuntimeError(
+                f"closing the {self.label or 'asyncio runner'}: these tasks had not "
+                f"ended {GRACE:g} s after their cancellation, so the loop is left "
+                f"behind, not closed:\n{names}"
+            )
+
+
+def _cancel_in_loop(call: Call) -> None:
+    if not call.finished:
+        call.where = format_await_chain(call.task.coroutine())
+        call.task.cancel_in_loop(call)
+
+
+def format_task(task: asyncio.Task[Any]) -> str:
+    where = format_await_chain(task.get_coro()).strip().splitlines()
+    return f"{task.get_name()!r}" + (f", at {where[-2].strip()}" if where else "")
 
 
 def format_loop_error(context: dict[str, Any]) -> str:
@@ -414,14 +508,15 @@ def format_loop_error(context: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _cancel_all_tasks(loop: asyncio.AbstractEventLoop) -> None:
+def _cancel_all_tasks(loop: asyncio.AbstractEventLoop) -> list[asyncio.Task[Any]]:
+    """Cancel every task and wait up to GRACE for them; return those left."""
     tasks = asyncio.all_tasks(loop)
     if not tasks:
-        return
+        return []
     for task in tasks:
         task.cancel()
-    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-    for task in tasks:
+    _, pending = loop.run_until_complete(asyncio.wait(tasks, timeout=GRACE))
+    for task in tasks - pending:
         if task.cancelled():
             continue
         exc = task.exception()
@@ -433,3 +528,4 @@ def _cancel_all_tasks(loop: asyncio.AbstractEventLoop) -> None:
                     "task": task,
                 }
             )
+    return list(pending)

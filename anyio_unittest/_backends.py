@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeAlias
 
 from ._driver import Runner
+from ._exceptions import ConfigurationError
 
 # our frames are hidden from reported tracebacks: unittest's flag, and pytest's
 __unittest = True
@@ -20,14 +21,6 @@ BackendSpec: TypeAlias = "BackendName | tuple[BackendName, Mapping[str, Any]]"
 
 BACKENDS_ENV = "ANYIO_UNITTEST_BACKENDS"
 BACKEND_ENV = "ANYIO_UNITTEST_BACKEND"
-
-
-class ConfigurationError(TypeError):
-    """A test class, or an environment variable, is configured wrongly.
-
-    Raised when the class is defined wherever that is possible; the message names
-    the class, the attribute and the fix.
-    """
 
 
 def _bool(value: object) -> bool:
@@ -103,7 +96,7 @@ class Backend:
         if self.name == "asyncio":
             from ._asyncio_driver import AsyncioRunner
 
-            return AsyncioRunner(**self.options)
+            return AsyncioRunner(owner, **self.options)
         from ._trio_driver import TrioRunner
 
         return TrioRunner(self.options, owner)

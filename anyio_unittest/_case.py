@@ -25,24 +25,30 @@ from typing import Any, ClassVar, Literal, NoReturn, TypeVar
 
 from typing_extensions import ParamSpec
 
-from . import _sigint
-from ._backends import Backend, BackendSpec, ConfigurationError
+from ._backends import Backend, BackendSpec
 from ._driver import (
-    CallTimeout,
-    FirstInterrupt,
-    Interrupted,
+    GRACE,
+    TASKS_SHOWN,
     Runner,
     ScopeTask,
     describe_task,
     hide_own_frames,
 )
 from ._examples import execute_example
+from ._exceptions import (
+    CallStuck,
+    CallTimeout,
+    ConfigurationError,
+    FirstInterrupt,
+    Interrupted,
+)
 from ._meta import (
     PARAMETRISED_ATTR,
     AnyIOTestCaseMeta,
     env_timeout,
 )
 from ._scopes import Scope, await_object, await_result, current_module_scope, registry
+from ._threads import describe_work
 
 # our frames are hidden from reported tracebacks: unittest's flag, and pytest's
 __unittest = True
@@ -128,6 +134,8 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
     _anyio_unittest_set_up_failed = False
     _anyio_unittest_tear_down_error: BaseException | None = None
     _anyio_unittest_interrupted_phases = False
+    #: a call of this test did not end after its time limit: runner left behind
+    _anyio_unittest_stuck = False
     #: errors the loop swallowed, taken by _anyio_unittest_end_pending
     _anyio_unittest_swallowed: Sequence[str] = ()
 
@@ -351,12 +359,13 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
             and ("asyncSetUp" in hooks or "asyncTearDown" in hooks)
         )
         self._anyio_unittest_set_up_failed = False
+        self._anyio_unittest_stuck = False
         self._anyio_unittest_tear_down_error = None
         self._anyio_unittest_interrupted_phases = False
         self._anyio_unittest_deadline = None
         self._anyio_unittest_context = context
         try:
-            self._anyio_unittest_task = runner.open_task(context)
+            self._anyio_unittest_task = runner.open_task(context, f"test {self.id()}")
         except BaseException:
             if owned is not None:
                 owned.close()
@@ -369,7 +378,7 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
         every test ~3 µs, so only a test with something to report pays it."""
         task = self._anyio_unittest_task
         runner = self._anyio_unittest_runner
-        if task is None or runner is None:
+        if task is None or runner is None or runner.left_behind is not None:
             return False
         errors = runner.take_errors()
         if errors:
@@ -378,7 +387,9 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
         cls = type(self)
         if cls.loop_scope == "function":
             return True  # its leftovers are cancelled in the test, whatever the policy
-        return cls.leaked_tasks != "ignore" and bool(task.leaked_tasks())
+        return cls.leaked_tasks != "ignore" and bool(
+            task.leaked_tasks() or runner.busy_threads(task.marker)
+        )
 
     def _anyio_unittest_check_end(self) -> None:
         """Fail the test for tasks it left running and errors the loop swallowed."""
@@ -386,16 +397,23 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
         runner = self._anyio_unittest_runner
         if task is None or runner is None:
             return
+        if runner.left_behind is not None:
+            return
         cls = type(self)
         problems = []
         if cls.loop_scope == "function":
             # the runner closes with the test: end its tasks now, inside the test,
-            # so that what they raise is reported here
-            problems += _raised(task.cancel_tasks(task.leaked_tasks(everything=True)))
-        elif cls.leaked_tasks != "ignore":
+            # so that what they raise is reported here; give its threads the
+            # time a runner's close gives them
+            problems += _ended(*task.cancel_tasks(task.leaked_tasks(everything=True)))
+            threads = runner.busy_threads(task.marker, GRACE)
+        else:
+            threads = runner.busy_threads(task.marker)
             leaked = task.leaked_tasks()
-            if leaked:
+            if leaked and cls.leaked_tasks != "ignore":
                 problems += self._anyio_unittest_leaks(task, runner, leaked)
+        if threads and cls.leaked_tasks != "ignore":
+            problems += self._anyio_unittest_threads(threads)
         errors = [*self._anyio_unittest_swallowed, *runner.take_errors()]
         self._anyio_unittest_swallowed = ()
         if errors:
@@ -416,10 +434,12 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
                 t.get_name() if hasattr(t, "get_name") else t.name,
                 t.get_coro() if hasattr(t, "get_coro") else t.coro,
             )
-            for t in leaked
+            for t in leaked[:TASKS_SHOWN]
         )
+        if len(leaked) > TASKS_SHOWN:
+            names += f"\n  ... and {len(leaked) - TASKS_SHOWN} more"
         cancelled = runner.can_cancel_tasks
-        raised = _raised(task.cancel_tasks(leaked)) if cancelled else []
+        raised = _ended(*task.cancel_tasks(leaked)) if cancelled else []
         fate = (
             "they were cancelled"
             if cancelled
@@ -436,6 +456,19 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
             # "cancel" can't be honoured on trio: say so rather than stay silent
             warnings.warn(LeakedTaskWarning(text), stacklevel=1)
         return raised
+
+    def _anyio_unittest_threads(self, threads: list[Any]) -> list[str]:
+        names = "\n".join(f"  {describe_work(work)}" for work in threads)
+        text = (
+            f"{self.id()} left {len(threads)} worker thread(s) running (a thread "
+            f"can't be cancelled: it goes on, and the process won't wait for it "
+            f"at exit; set leaked_tasks = 'ignore' on {type(self).__qualname__} "
+            f"if that is meant, or await what runs there):\n{names}"
+        )
+        if type(self).leaked_tasks == "fail":
+            return [text]
+        warnings.warn(LeakedTaskWarning(text), stacklevel=1)
+        return []
 
     def _anyio_unittest_close(self, owned: Runner | None) -> None:
         task = self._anyio_unittest_task
@@ -480,12 +513,21 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
         try:
             outcome = super().run(result)
         except KeyboardInterrupt:
-            self._anyio_unittest_close(owned)
-            owned = None
+            with contextlib.suppress(Exception):
+                self._anyio_unittest_close(owned)
             _close_all_on_interrupt(result)
             raise
-        finally:
+        except BaseException:
             self._anyio_unittest_close(owned)
+            raise
+        try:
+            self._anyio_unittest_close(owned)
+        except Exception:
+            # closing the test's own runner failed after its outcome was
+            # reported (a task deaf to its cancellation): an error of it too
+            if not isinstance(outcome, unittest.TestResult):
+                raise
+            outcome.addError(self, sys.exc_info())
         if self._anyio_unittest_stop:
             # a first Ctrl-C: the test has had its teardown; now stop the run
             _close_all_on_interrupt(result)
@@ -633,8 +675,12 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
             raise RuntimeError(
                 f"{self.id()}: async code can only run while the test runs"
             )
-        if _sigint.router.abandoned:
-            raise KeyboardInterrupt  # a second Ctrl-C: no more async code
+        if task.runner.left_behind is not None and self._anyio_unittest_stuck:
+            # this test left its runner behind, as its failure says: nothing of
+            # it runs any more (a coroutine handed over is closed unawaited)
+            for arg in args:
+                _close(arg)
+            return None
         limit = self._anyio_unittest_timeout
         if limit is None:
             return task.call(fn, *args)
@@ -652,10 +698,12 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
             return task.call(fn, *args, timeout=remaining)
         except CallTimeout as exc:
             shared = " (shared by asyncSetUp and the test)" if phase == "test" else ""
+            if isinstance(exc, CallStuck):
+                self._anyio_unittest_stuck = True
             raise self.failureException(
                 f"{self.id()} timed out: {phase} exceeded the limit of {limit:g} "
-                f"seconds{shared}; it was waiting at:\n{exc.where or '  (no stack)'}"
-            ) from None
+                f"seconds{shared}{exc.details()}"
+            ) from exc.__cause__
 
     # A first Ctrl-C (FirstInterrupt) in any hook becomes an error of the test, so
     # that unittest goes on with its teardown and cleanups; run() then stops the
@@ -677,8 +725,8 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
         phases, the tasks made ready run once, as they would between two calls.
         """
         hooks = self._anyio_unittest_hooks
-        runner = self._anyio_unittest_runner
-        assert runner is not None
+        task = self._anyio_unittest_task
+        assert task is not None
         if "asyncSetUp" in hooks:
             try:
                 await self.asyncSetUp()
@@ -690,7 +738,7 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
         value = None
         try:
             if "asyncSetUp" in hooks:
-                await runner.pause()
+                await task.pause()
             value = await test
         except BaseException as exc:
             error = exc
@@ -698,7 +746,7 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
         if "asyncTearDown" in hooks and not isinstance(error, KeyboardInterrupt):
             # (unittest runs no tearDown after a KeyboardInterrupt: the run stops)
             try:
-                await runner.pause()
+                await task.pause()
                 await self.asyncTearDown()
             except BaseException as exc:
                 self._anyio_unittest_tear_down_error = exc
@@ -792,10 +840,6 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
     def _callCleanup(
         self, function: Callable[..., Any], /, *args: Any, **kwargs: Any
     ) -> None:
-        if _sigint.router.abandoned:
-            # a second Ctrl-C: whatever it hit reported it as an error (trio
-            # can turn it into a corrupted cancel scope); stop now, as asked
-            raise KeyboardInterrupt
         if getattr(function, "__func__", None) is _CHECK_END:
             # not inside context.run(): it drives the loop, whose scope task runs
             # in that very context, and a Context can't be entered twice
@@ -847,12 +891,23 @@ class LeakedTaskWarning(ResourceWarning):
     """A test left tasks running on a shared runner (``leaked_tasks = "warn"``)."""
 
 
-def _raised(errors: list[BaseException]) -> list[str]:
-    return [
+def _ended(raised: list[BaseException], stuck: list[Any]) -> list[str]:
+    """What cancelling a test's leftover tasks found: what they raised, and
+    those that ignored their cancellation."""
+    problems = [
         "a leftover task raised, while it was being cancelled:\n"
         + "".join(traceback.format_exception(type(e), e, e.__traceback__))
-        for e in errors
+        for e in raised
     ]
+    if stuck:
+        names = "\n".join(
+            f"  {describe_task(t.get_name(), t.get_coro())}" for t in stuck
+        )
+        problems.append(
+            f"{len(stuck)} leftover task(s) had not ended {GRACE:g} s after their "
+            f"cancellation, so their runner is left behind:\n{names}"
+        )
+    return problems
 
 
 def _close(coro: object) -> None:

@@ -36,7 +36,7 @@ def execute_example(self: Any, function: Callable[[], object]) -> object:
     result = example.run(function)
     if not hasattr(result, "__await__"):
         return result
-    task = runner.open_task(example)
+    task = runner.open_task(example, f"an example of test {self.id()}")
     try:
         value = task.call(await_object, result, timeout=self._anyio_unittest_timeout)
         if type(self).loop_scope != "function" and type(self).leaked_tasks != "ignore":

@@ -18,12 +18,12 @@ from typing import Any
 from ._backends import (
     BACKENDS_ENV,
     Backend,
-    ConfigurationError,
     env_backend_filter,
     env_default_backend,
     parse_spec,
     selected,
 )
+from ._exceptions import ConfigurationError
 
 # our frames are hidden from reported tracebacks: unittest's flag, and pytest's
 __unittest = True

@@ -25,13 +25,21 @@ import atexit
 import contextvars
 import inspect
 import sys
+import threading
+import traceback
 import unittest
 from collections.abc import Awaitable, Callable
 from contextvars import Context, ContextVar
 from typing import Any
 
-from ._backends import Backend, ConfigurationError
-from ._driver import CallTimeout, Runner, ScopeTask
+from ._backends import Backend
+from ._driver import Runner, ScopeTask
+from ._exceptions import (
+    CallTimeout,
+    ConfigurationError,
+    LoopErrors,
+    ScopeCancelled,
+)
 
 # our frames are hidden from reported tracebacks: unittest's flag, and pytest's
 __unittest = True
@@ -69,15 +77,14 @@ class Scope:
     ) -> Any:
         task = self._task
         if task is None:
-            task = self._task = self.runner.open_task(self.context)
+            task = self._task = self.runner.open_task(self.context, self.label)
         try:
             return task.call(fn, *args, timeout=timeout)
         except CallTimeout as exc:
             raise TimeoutError(
                 f"{self.label}: {_name(fn, args)} exceeded class_timeout = "
-                f"{exc.timeout:g} seconds; it was waiting at:\n"
-                f"{exc.where or '  (no stack)'}"
-            ) from None
+                f"{exc.timeout:g} seconds{exc.details()}"
+            ) from exc.__cause__
         except (KeyboardInterrupt, SystemExit, GeneratorExit):
             raise
         except BaseException as exc:
@@ -113,14 +120,6 @@ def _name(fn: Callable[..., Any], args: tuple[Any, ...]) -> str:
     if fn is await_result and args:  # a cleanup: name the user's function
         fn = args[0]
     return str(getattr(fn, "__qualname__", fn))
-
-
-class ScopeCancelled(Exception):
-    """A class- or module-level async step was cancelled (not by a time limit)."""
-
-
-class LoopErrors(Exception):
-    """Errors the event loop only logged, found at the end of a scope."""
 
 
 class ModuleScope(Scope):
@@ -187,14 +186,22 @@ class Registry:
         #: set by the pytest plugin, which ends modules itself
         self.pytest_ends_modules = False
         self._modules_with_cleanup: set[str] = set()
-        atexit.register(self.close_all)
+        #: modules whose end a nested unittest run asked for too early
+        self._deferred_ends: set[str] = set()
+        #: module scopes whose runner was left behind, still to be ended
+        self._retired: list[ModuleScope] = []
+        _before_threads_are_joined(self._close_at_exit)
 
     # sessions ---------------------------------------------------------------
 
     def session(self, backend: Backend, opener: str = "") -> Scope:
-        for known, scope in self.sessions:
+        for index, (known, scope) in enumerate(self.sessions):
             if known == backend:
-                return scope
+                if scope.runner.left_behind is None:
+                    return scope
+                # a test left it behind: the rest of the run gets a new one
+                del self.sessions[index]
+                break
         # the opener is named so that a RunnerConflictError can name it
         label = f"session runner ({backend.id})" + (f" of {opener}" if opener else "")
         runner = backend.open_runner(label)
@@ -214,6 +221,11 @@ class Registry:
     ) -> ModuleScope:
         key = (module, loop_scope, backend)
         scope = self.modules.get(key)
+        if scope is not None and scope.runner.left_behind is not None:
+            # a test left its runner behind: later classes get a new one (its
+            # module hooks run again there), and it is ended with the module
+            self._retired.append(self.modules.pop(key))
+            scope = None
         if scope is None:
             scope = self._open_module(module, backend, loop_scope, limit, opener)
         if scope.setup_error is not None:
@@ -259,9 +271,20 @@ class Registry:
     def end_module(self, module: str) -> None:
         """End every module scope of *module*; raise the first error."""
         self._modules_with_cleanup.discard(module)
+        if any(cls.__module__ == module for cls in self.classes):
+            # A class of the module is still open, so the module has not ended:
+            # a unittest run nested in one of its tests ran unittest's module
+            # cleanups (one list for the whole process) as it ended. Registered
+            # again when the module's last open class closes.
+            self._deferred_ends.add(module)
+            return
+        scopes = [
+            self.modules.pop(k) for k in [k for k in self.modules if k[0] == module]
+        ]
+        scopes += [scope for scope in self._retired if scope.module == module]
+        self._retired = [scope for scope in self._retired if scope.module != module]
         errors: list[BaseException] = []
-        for key in [k for k in self.modules if k[0] == module]:
-            scope = self.modules.pop(key)
+        for scope in scopes:
             try:
                 scope.end()
             except Exception as exc:
@@ -286,10 +309,30 @@ class Registry:
 
     def close_class(self, cls: type) -> None:
         scope = self.classes.pop(cls, None)
+        module = cls.__module__
+        if module in self._deferred_ends and not any(
+            other.__module__ == module for other in self.classes
+        ):
+            self._deferred_ends.discard(module)
+            if module not in self._modules_with_cleanup:
+                self._modules_with_cleanup.add(module)
+                unittest.addModuleCleanup(self.end_module, module)
         if scope is not None:
             scope.close()
 
     # everything -------------------------------------------------------------
+
+    def _close_at_exit(self) -> None:
+        try:
+            self.close_all()
+        except Exception:
+            # no test is left to report it: say it as the interpreter would,
+            # with a word about whose it is
+            print(
+                "anyio_unittest: closing the runners still open at exit failed:",
+                file=sys.stderr,
+            )
+            traceback.print_exc()
 
     def close_all(self) -> None:
         """Close every scope still open: classes, modules, then sessions."""
@@ -299,7 +342,9 @@ class Registry:
                 self.close_class(cls)
             except Exception as exc:
                 errors.append(exc)
-        for module in {key[0] for key in self.modules}:
+        modules = {key[0] for key in self.modules}
+        modules.update(scope.module for scope in self._retired)
+        for module in modules:
             try:
                 self.end_module(module)
             except Exception as exc:
@@ -312,6 +357,26 @@ class Registry:
                 errors.append(exc)
         if errors:
             raise errors[0]
+
+
+def _before_threads_are_joined(fn: Callable[[], object]) -> None:
+    """Have *fn* called at interpreter exit, before the interpreter waits for the
+    threads that are not daemons.
+
+    ``atexit`` handlers run only after that wait, and a session runner must
+    close before it: the threads may be waiting on it (anyio's worker threads
+    stop only when their task ends; a thread blocked in
+    ``run_coroutine_threadsafe(...).result()`` or ``trio.from_thread.run``
+    returns only when the runner runs or ends), and the process would never
+    exit. ``threading._register_atexit`` is the standard library's own hook
+    for exactly this (``concurrent.futures`` shuts its pools down with it);
+    where a Python lacks it, ``atexit`` is the next best.
+    """
+    register = getattr(threading, "_register_atexit", None)
+    if register is None:
+        atexit.register(fn)
+    else:
+        register(fn)
 
 
 registry = Registry()

@@ -6,8 +6,8 @@ half-stepped and the loop unusable for the teardown that must still run; trio's
 handler, installed by a guest run, instead defers a Ctrl-C that lands in host code
 until the run's next tick, so a Ctrl-C during a long *sync* ``setUp`` would wait
 for the next async call. Neither is what a test runner wants, so while any runner
-is open we install one handler for the whole process (not once per call: swapping
-handlers costs ~70 µs a call, see ``asyncio.Runner``):
+is open we install one handler for the whole process (once, not around every
+call: swapping handlers costs as much as a call):
 
 * while a call is being driven, the first Ctrl-C cancels that call through its
   backend's thread- and signal-safe entry point; the call ends, its
@@ -15,30 +15,52 @@ handlers costs ~70 µs a call, see ``asyncio.Runner``):
   can still run;
 * in sync code, ``KeyboardInterrupt`` is raised at once; so is it on a second
   Ctrl-C, by the driver's own loop on the host when a call is being driven
-  (never inside the async code, which could catch it). If the call holds the
-  thread (a blocking call in a test), the loop never gets to raise it: a third
-  Ctrl-C raises in place.
+  (never inside the async code, which could catch it), and that call's runner
+  is left behind. If the call holds the thread (a blocking call in a test), the
+  loop never gets to raise it: a third Ctrl-C raises in place.
 
 If another Python handler is in place (``python -m unittest -c`` installs one that
 asks the run to stop after the current test, and raises on a second Ctrl-C), it
 is chained: it is called first, and if it returns, the current call is cancelled
 and fails its test with :class:`Interrupted`, so the stop it asked for comes now
 rather than when a hung ``await`` returns.
+
+The router has two states: *armed* (no Ctrl-C yet) and *interrupted* (a first
+Ctrl-C was handled, so the next one is the second). Independently of them, it
+knows the call being driven, if any, and the runner driving it.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
-from ._driver import FirstInterrupt
+from ._exceptions import FirstInterrupt
 
 # our frames are hidden from reported tracebacks: unittest's flag, and pytest's
 __unittest = True
 __tracebackhide__ = True
+
+
+class Driven(Protocol):
+    """A call being driven, as the router sees it."""
+
+    #: set once a second Ctrl-C has asked the driver to raise for this call
+    aborted: bool
+
+
+class Driver(Protocol):
+    """What the router asks of the runner driving a call. Both methods are
+    called from the signal handler: they only schedule work on the runner's
+    loop, through its thread- and signal-safe entry point."""
+
+    def interrupt(self, call: Any, hard: bool) -> None:
+        """Cancel *call* (hard: it ends with FirstInterrupt; soft: Interrupted)."""
+
+    def abort(self, call: Any) -> None:
+        """Make the host raise ``KeyboardInterrupt`` from the loop driving *call*."""
 
 
 class _Router:
@@ -46,18 +68,11 @@ class _Router:
         self.users = 0
         self.previous: Any = None
         self.installed = False
-        #: set by a driver while it drives a call: schedules that call's
-        #: cancellation (hard: KeyboardInterrupt; soft: Interrupted)
-        self.interrupt_current: Callable[[bool], None] | None = None
-        #: set by a driver while it drives a call: makes the host raise
-        #: KeyboardInterrupt from the driver's own loop (a second Ctrl-C)
-        self.abort_current: Callable[[], object] | None = None
-        self.interrupting = False
-        #: set by a second Ctrl-C: the user wants out now, so a runner that can't
-        #: be closed without waiting (a trio run in a shielded await) is left
-        self.abandoned = False
-        #: a second Ctrl-C was handed to the driver (a third raises in place)
-        self.aborted = False
+        #: a first Ctrl-C was handled: the next one is the second
+        self.interrupted = False
+        #: the runner driving a call, and that call (both None between calls)
+        self.driver: Driver | None = None
+        self.call: Driven | None = None
 
     def handler(self, signum: int, frame: FrameType | None) -> None:
         if self.previous is not signal.default_int_handler:
@@ -67,26 +82,22 @@ class _Router:
             try:
                 self.previous(signum, frame)  # may raise: a second Ctrl-C under -c
             except KeyboardInterrupt:
-                self.abandoned = True
                 if self._abort():
                     return
                 raise
             finally:
                 signal.signal(signal.SIGINT, self.handler)
-            interrupt = self.interrupt_current
-            if interrupt is not None:
-                interrupt(False)
+            if self.driver is not None:
+                self.driver.interrupt(self.call, False)
             return
-        if self.interrupting:
-            self.abandoned = True
+        if self.interrupted:
             if self._abort():
                 return
             raise KeyboardInterrupt
-        self.interrupting = True
-        interrupt = self.interrupt_current
-        if interrupt is None:
+        self.interrupted = True
+        if self.driver is None:
             raise FirstInterrupt
-        interrupt(True)
+        self.driver.interrupt(self.call, True)
 
     def _abort(self) -> bool:
         """A second Ctrl-C while a call is driven: have the driver raise
@@ -94,14 +105,23 @@ class _Router:
         would land in whatever the thread runs, a task's code included, which
         catches it (or, in trio, crashes the run into cancelling everything),
         while the host goes on waiting for a call stuck in a shielded await."""
-        abort = self.abort_current
-        if abort is None or self.aborted:
+        call = self.call
+        if self.driver is None or call is None or call.aborted:
             # no call, or a third Ctrl-C: the code holds the thread (a blocking
             # call inside a test) and never lets the loop run, so raise here
             return False
-        self.aborted = True
-        abort()
+        call.aborted = True
+        self.driver.abort(call)
         return True
+
+    def rearm(self) -> None:
+        """Put the handler back if asyncio put Python's default one in its place
+        (it does when a test's own SIGINT receiver closes). Called before each
+        call: one look at the installed handler."""
+        if self.installed and signal.getsignal(signal.SIGINT) is (
+            signal.default_int_handler
+        ):
+            signal.signal(signal.SIGINT, self.handler)
 
     def acquire(self) -> None:
         self.users += 1
@@ -117,9 +137,7 @@ class _Router:
         self.users -= 1
         if self.users == 0 and self.installed:
             self.installed = False
-            self.interrupting = False
-            self.abandoned = False
-            self.aborted = False
+            self.interrupted = False
             if signal.getsignal(signal.SIGINT) == self.handler:
                 signal.signal(signal.SIGINT, self.previous)
 

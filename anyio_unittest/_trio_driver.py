@@ -30,9 +30,9 @@ tasks are its own, trio's run-level state is shared); with other options it is a
 
 from __future__ import annotations
 
-import math
 import queue
 import threading
+import time
 from collections.abc import Callable
 from contextvars import Context
 from functools import partial
@@ -43,29 +43,21 @@ import trio
 
 from . import _sigint
 from ._driver import (
+    _LEFT_BEHIND,
+    GRACE,
     OWNER,
-    AsyncFn,
     Call,
-    RunnerConflictError,
+    Runner,
+    ScopeTask,
     detach,
+    format_await_chain,
     library_mismatch,
-    raise_keyboard_interrupt,
-    waiting_at,
 )
+from ._exceptions import RunnerConflictError, RunnerLeftBehind
 
 # our frames are hidden from reported tracebacks: unittest's flag, and pytest's
 __unittest = True
 __tracebackhide__ = True
-
-#: options passed to the trio run (the host-loop arguments are ours)
-OPTIONS = frozenset(
-    {
-        "clock",
-        "instruments",
-        "restrict_keyboard_interrupt_to_checkpoints",
-        "strict_exception_groups",
-    }
-)
 
 _STOP = object()
 _UNCHECKED = object()
@@ -94,8 +86,8 @@ class _Run:
     def __init__(self, options: dict[str, Any]) -> None:
         self.options = options
         self.owners: list[str] = []
-        self._queue: queue.SimpleQueue[Callable[[], object]] = queue.SimpleQueue()
-        self._request: Any = None
+        self.queue: queue.SimpleQueue[Callable[[], object]] = queue.SimpleQueue()
+        self.request: Any = None
         self._closing: list[TrioScopeTask] = []
         self.live: set[TrioScopeTask] = set()
         #: the trio tasks of the scope tasks, which are never leaks
@@ -106,21 +98,24 @@ class _Run:
         self.mismatch: Any = _UNCHECKED
         self._main_wakeup: trio.Event | None = None
         self._stopping = False
-        self._driving = False
+        #: the host is pumping: a call handed over now comes from inside the run
+        self.driving = False
         self._token: trio.lowlevel.TrioToken | None = None
         self.result: outcome.Outcome[None] | None = None
-        #: for a second Ctrl-C: KeyboardInterrupt raised by the pump on the host
-        self._abort = partial(self._queue.put, raise_keyboard_interrupt)
+        #: why the run was left behind (None: it is usable), and whose it was
+        self.left_behind: str | None = None
+        self.left_by_ctrl_c = False
+        self.left_by: list[str] = []
         _sigint.router.acquire()
         try:
             trio.lowlevel.start_guest_run(
                 self._dispatch,
-                run_sync_soon_threadsafe=self._queue.put,
-                run_sync_soon_not_threadsafe=self._queue.put,
+                run_sync_soon_threadsafe=self.queue.put,
+                run_sync_soon_not_threadsafe=self.queue.put,
                 done_callback=self._on_done,
                 **options,
             )
-            self._pump(lambda: self._token is not None)
+            self.pump(lambda: self._token is not None)
         except BaseException:
             _sigint.router.release()
             raise
@@ -132,12 +127,31 @@ class _Run:
     def _on_done(self, result: outcome.Outcome[None]) -> None:
         self.result = result
 
-    def _pump(self, until: Callable[[], bool]) -> None:
-        get = self._queue.get
+    def pump(self, until: Callable[[], bool], timeout: float | None = None) -> bool:
+        """Run the host loop until *until()* is true, or for *timeout* seconds;
+        return whether *until()* became true."""
+        get = self.queue.get
+        if timeout is None:
+            while not until():
+                if self.result is not None:
+                    raise RuntimeError(
+                        "the trio run ended while a call was in progress"
+                    )
+                get()()
+            return True
+        deadline = time.monotonic() + timeout
         while not until():
             if self.result is not None:
                 raise RuntimeError("the trio run ended while a call was in progress")
-            get()()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                callback = get(timeout=remaining)
+            except queue.Empty:
+                return False
+            callback()
+        return True
 
     async def _dispatch(self) -> None:
         self.root = trio.lowlevel.current_root_task()
@@ -156,18 +170,18 @@ class _Run:
         while True:
             if task is not None and task.next is not None:
                 call, task.next = task.next, None
-                self._request = None  # it was our own wake-up
+                self.request = None  # it was our own wake-up
                 return call
             if task is not None and task.ended:
                 # ended by another task's request while we were spinning (two
                 # spin when a cancelled task group of the user's woke us from
                 # our parking): spinning on, we would keep the run from ending
                 return None
-            request = self._request
+            request = self.request
             if request is None:
                 await trio.lowlevel.checkpoint()
                 continue
-            self._request = None
+            self.request = None
             while self._closing:
                 self._closing.pop().end()
             if request is _STOP:
@@ -194,75 +208,68 @@ class _Run:
             elif task.ended:
                 return None
 
-    def drive(self, request: Callable[[], object], call: Call) -> Any:
-        if self._driving:
-            # called from code this run is running (a test run from inside a
-            # test): its next tick can't come before this one returns, so
-            # pumping would wait forever (found by tests/test_misuse.py)
-            raise RuntimeError(
-                "anyio_unittest can't drive its trio run from code running in "
-                "that run (a test or hook run from inside another test?)"
-            )
-        self._request = request
-        router = _sigint.router
-        router.interrupt_current = partial(self._interrupt, call)
-        router.abort_current = self._abort
-        self._driving = True
-        try:
-            self._pump(lambda: call.finished)
-        finally:
-            self._driving = False
-            router.interrupt_current = None
-            router.abort_current = None
-        if router.abandoned:
-            raise KeyboardInterrupt  # a second Ctrl-C as the call ended
-        return call.outcome()
-
-    def _interrupt(self, call: Call, hard: bool) -> None:
-        call.interrupted = True
-        call.soft = not hard
+    def cancel(self, call: Call) -> None:
         assert self._token is not None
-        self._token.run_sync_soon(self._cancel_call, call)
-
-    @staticmethod
-    def _cancel_call(call: Call) -> None:
-        if call.scope is not None:
-            call.scope.cancel()
+        self._token.run_sync_soon(_cancel_in_run, call)
 
     def close_task(self, task: TrioScopeTask) -> None:
         self._closing.append(task)
 
-    def stop(self) -> None:
-        if self.result is None and _sigint.router.abandoned:
-            # A second Ctrl-C: end now. The run may be in a shielded await that
-            # no request reaches until it returns; trio's I/O thread is a
-            # daemon, so the run left behind does not keep the process alive.
+    def leave_behind(self, reason: str, ctrl_c: bool = False) -> None:
+        if self.left_behind is None:
+            self.left_behind = reason
+            self.left_by_ctrl_c = ctrl_c
+            self.left_by = list(self.owners)
+            _LEFT_BEHIND.append(self)
             _sigint.router.release()
+
+    def stop(self) -> None:
+        if self.left_behind is not None:
             return
         if self.result is None:
-            self._request = _STOP
+            self.request = _STOP
             try:
-                self._pump(lambda: self.result is not None)
-            finally:
+                ended = self.pump(lambda: self.result is not None, GRACE)
+            except BaseException:
                 _sigint.router.release()
+                raise
+            if not ended:
+                self.leave_behind("it did not end when closed")
+                raise RuntimeError(
+                    f"closing the trio run: a task ignored its cancellation for "
+                    f"{GRACE:g} s, so the run is left behind, not ended"
+                )
+            _sigint.router.release()
         assert self.result is not None
         self.result.unwrap()
 
 
-class TrioScopeTask:
-    def __init__(self, run: _Run, context: Context) -> None:
-        self._run = run
-        self._context = context
+def _cancel_in_run(call: Call) -> None:
+    if not call.finished:
+        call.where = format_await_chain(call.task.coroutine())
+        call.task.cancel_in_loop(call)
+
+
+class TrioScopeTask(ScopeTask):
+    runner: TrioRunner
+
+    def __init__(self, runner: TrioRunner, context: Context, name: str) -> None:
+        super().__init__(runner, context, name)
+        self._run = runner.run
         self._started = False
         self._closed = False
+        self._trio_task: trio.lowlevel.Task | None = None
+        #: the call running, and the cancel scope of the task's whole life
+        self._current: Call | None = None
+        self._scope: trio.CancelScope | None = None
         #: the call handed to this task, and its wake-up while it is parked
         self.next: Call | None = None
         self.wakeup: trio.Event | None = None
         self.ended = False
-        self._spawned_before = run.spawns.count
-        # a plain marker, not self, so that no reference cycle keeps us alive
-        self._marker = object()
-        context.run(OWNER.set, self._marker)
+        self._spawned_before = self._run.spawns.count
+
+    def coroutine(self) -> Any:
+        return None if self._trio_task is None else self._trio_task.coro
 
     def leaked_tasks(self, everything: bool = False) -> list[Any]:
         # trio's nurseries end every task a test opens itself; what can outlive
@@ -278,7 +285,7 @@ class TrioScopeTask:
             if number > start
             and task not in ours
             and (
-                task.context.get(OWNER, None) is self._marker
+                task.context.get(OWNER, None) is self.marker
                 or (
                     task.parent_nursery is not None
                     and task.parent_nursery.parent_task is root
@@ -286,61 +293,96 @@ class TrioScopeTask:
             )
         ]
 
-    def cancel_tasks(self, tasks: list[Any]) -> list[BaseException]:
-        return []  # trio cancels through nurseries only: tasks end with theirs
+    def cancel_tasks(self, tasks: list[Any]) -> tuple[list[BaseException], list[Any]]:
+        return [], []  # trio cancels through nurseries only: tasks end with theirs
+
+    def _hand_over(self, call: Call) -> None:
+        run = self._run
+        if self._closed:
+            call.discard()
+            raise RuntimeError("this scope task has ended")
+        if run.driving:
+            # called from code this run is running (a test run from inside a
+            # test): its next tick can't come before this one returns, so
+            # pumping would wait forever
+            call.discard()
+            raise RuntimeError(
+                "anyio_unittest can't drive its trio run from code running in "
+                "that run (a test or hook run from inside another test?)"
+            )
+        if self._started:
+            self.next = call
+            run.request = self.wake
+        else:
+            self._started = True
+            run.live.add(self)
+            run.request = partial(
+                trio.lowlevel.spawn_system_task,
+                self._main,
+                call,
+                context=self.context,
+                name="anyio_unittest scope task",
+            )
 
     async def _main(self, call: Call | None) -> None:
         # One cancel scope for the task's whole life, not one per call: a task
         # group entered by asyncSetUp and exited by a cleanup lives inside it,
         # and trio (rightly) refuses to exit a scope around a still-open one.
-        # So a time limit is this scope's deadline, and once it has passed the
-        # rest of the task's code runs cancelled, as trio code expects.
+        # So once a call has been cancelled (its time limit, Ctrl-C), the rest
+        # of the task's code runs cancelled, as trio code expects.
         run = self._run
-        me = trio.lowlevel.current_task()
+        me = self._trio_task = trio.lowlevel.current_task()
         run.scope_tasks.add(me)
         if run.mismatch is _UNCHECKED:
             run.mismatch = library_mismatch("trio")
         mismatch = run.mismatch
-        reported = False
         with trio.CancelScope() as scope:
+            self._scope = scope
             while call is not None:
-                call.scope = scope
-                if call.interrupted:
+                self._current = call
+                if call.cancelled is not None:
                     # Ctrl-C came after the host handed the call over but before
-                    # the scope was known here: _cancel_call found nothing to cancel
+                    # the scope was known here: _cancel_in_run found nothing
                     scope.cancel()
-                if call.timeout is not None and not scope.cancel_called:
-                    scope.deadline = trio.current_time() + call.timeout
+                cancelled_before = scope.cancel_called
                 try:
                     if mismatch is not None:
                         raise RuntimeError(mismatch)
                     call.value = await call.fn(*call.args)
-                except (
-                    BaseException
-                ) as exc:  # reported on the host, as unittest expects
+                except GeneratorExit:
+                    raise  # the coroutine is being closed: no more awaiting here
+                except BaseException as exc:  # reported on the host
                     call.error = detach(exc)
-                if scope.cancel_called:
-                    if not reported:
-                        reported = True
-                        if not call.interrupted:
-                            call.timed_out = True
-                            if call.error is not None:
-                                call.where = waiting_at(call.error)
-                    elif isinstance(call.error, trio.Cancelled):
-                        call.error = None  # the cancellation was reported already
-                elif call.timeout is not None:
-                    scope.deadline = math.inf
-                call.scope = None
+                self._current = None
+                if isinstance(call.error, trio.Cancelled) and (
+                    call.cancelled is not None or cancelled_before
+                ):
+                    # our own cancellation (the driver says why), or the one an
+                    # earlier call was reported for already
+                    call.error = None
+                if call.limit is not None:
+                    call.ended = time.monotonic()
                 call.finished = True
                 try:
                     call = await run.wait_next(self)
                 except trio.Cancelled:
-                    # a cancelled task group of the user's, still open in this
-                    # task, must not take this loop down: its exit is a later
-                    # call. Shield only then: a cancel scope costs ~5 µs a call.
+                    # a cancelled scope (ours, or a task group of the user's still
+                    # open in this task) must not take this loop down: its exit
+                    # is a later call. Shield only then: it costs every call.
                     with trio.CancelScope(shield=True):
                         call = await run.wait_next(self)
         run.scope_tasks.discard(me)
+
+    def cancel_in_loop(self, call: Call) -> None:
+        if self._current is call and self._scope is not None:
+            self._scope.cancel()
+        # else: not started yet, and _main cancels it as it starts
+
+    async def pause(self) -> None:
+        # Nothing: between two calls of a trio run, no task is promised to run
+        # first (the next tick runs the test's task among the others, in an
+        # order trio randomises), and a tick costs what a call does.
+        return
 
     def wake(self) -> None:
         if self.wakeup is not None:
@@ -350,27 +392,6 @@ class TrioScopeTask:
         self.ended = True
         self._run.live.discard(self)
         self.wake()
-
-    def call(self, fn: AsyncFn, /, *args: Any, timeout: float | None = None) -> Any:
-        if self._closed:
-            raise RuntimeError("this scope task has ended")
-        call = Call(fn, args)
-        call.timeout = timeout
-        request: Callable[[], object]
-        if self._started:
-            self.next = call
-            request = self.wake
-        else:
-            self._started = True
-            self._run.live.add(self)
-            request = partial(
-                trio.lowlevel.spawn_system_task,
-                self._main,
-                call,
-                context=self._context,
-                name="anyio_unittest scope task",
-            )
-        return self._run.drive(request, call)
 
     def close(self) -> None:
         if not self._closed:
@@ -383,13 +404,25 @@ class TrioScopeTask:
 _local = threading.local()
 
 
-class TrioRunner:
+class TrioRunner(Runner):
     """One owner's view of the trio run open on this thread."""
 
     backend = "trio"
+    #: trio cancels through nurseries: a single task can't be cancelled
+    can_cancel_tasks = False
+    cancelled_exc_class: type[BaseException] = trio.Cancelled
 
     def __init__(self, options: dict[str, Any], owner: str) -> None:
+        self.label = owner
         run: _Run | None = getattr(_local, "run", None)
+        if run is not None and run.left_behind is not None:
+            raise RunnerLeftBehind(
+                f"{owner} needs a trio run, but trio allows one run per thread "
+                f"and this thread's run (of {', '.join(run.left_by)}) was left "
+                f"behind ({run.left_behind}): no trio run can start on this thread "
+                f"any more; fix or isolate that test (a process of its own, e.g. "
+                f"pytest-xdist)"
+            )
         if run is not None and not run.alive:
             run = None
         if run is None:
@@ -402,33 +435,55 @@ class TrioRunner:
                 f"the same trio options, or run them in separate processes"
             )
         run.owners.append(owner)
-        self._run = run
-        self._owner = owner
+        self.run = run
         self._closed = False
 
-    #: trio cancels through nurseries: a single task can't be cancelled
-    can_cancel_tasks = False
-    cancelled_exc_class: type[BaseException] = trio.Cancelled
+    @property
+    def left_behind(self) -> str | None:
+        return self.run.left_behind
 
-    async def pause(self) -> None:
-        # Nothing: between two calls of a trio run, no task is promised to run
-        # first (the next tick runs the test's task among the others, in an
-        # order trio randomises), and a tick costs what a call does.
-        return
+    @property
+    def left_by_ctrl_c(self) -> bool:
+        return self.run.left_by_ctrl_c
+
+    def leave_behind(self, reason: str, ctrl_c: bool = False) -> None:
+        self.run.leave_behind(reason, ctrl_c)
+
+    def _step(self, call: Call, timeout: float | None) -> None:
+        run = self.run
+        run.driving = True
+        try:
+            run.pump(lambda: call.finished, timeout)
+        finally:
+            run.driving = False
+
+    def _cancel(self, call: Call, threadsafe: bool) -> None:
+        self.run.cancel(call)
+
+    def _post_on_host(self, fn: Callable[[], object]) -> None:
+        self.run.queue.put(fn)
+
+    def _release(self) -> None:
+        pass  # the run releases what it holds
 
     def take_errors(self) -> list[str]:
         return []  # trio never swallows an error: it fails the task or the run
 
-    def open_task(self, context: Context) -> TrioScopeTask:
-        return TrioScopeTask(self._run, context)
+    def busy_threads(self, owner: object, wait: float = 0.0) -> list[Any]:
+        return []  # trio's worker threads are its own (daemons): not tracked
+
+    def open_task(self, context: Context, name: str) -> TrioScopeTask:
+        if self.left_behind is not None:
+            raise self.left_behind_error()
+        return TrioScopeTask(self, context, name)
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        run = self._run
-        run.owners.remove(self._owner)
+        run = self.run
+        run.owners.remove(self.label)
         if not run.owners:
-            if getattr(_local, "run", None) is run:
+            if getattr(_local, "run", None) is run and run.left_behind is None:
                 _local.run = None
             run.stop()

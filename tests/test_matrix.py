@@ -312,7 +312,7 @@ def _runner_state(entry):
     loop = getattr(runner, "loop", None)
     if loop is not None:
         return loop.is_closed(), loop.is_closed()
-    return bool(runner._closed), not runner._run.alive
+    return bool(runner._closed), not runner.run.alive
 
 
 def _snapshot():
@@ -439,6 +439,7 @@ import gc
 import json
 import os
 import sys
+import threading
 import time
 import traceback
 import unittest
@@ -476,7 +477,10 @@ def child(job):
     except BaseException as exc:
         traceback.print_exc()
         code = 130 if isinstance(exc, KeyboardInterrupt) else 1
-    atexit._run_exitfuncs()  # mx_probe's last handler collects garbage
+    # what the interpreter does at exit: threading's exit hooks, then the
+    # atexit handlers (mx_probe's last one collects garbage)
+    threading._shutdown()
+    atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
