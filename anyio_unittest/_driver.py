@@ -161,7 +161,10 @@ class ScopeTask:
             call.discard()
             if runner.left_by_ctrl_c:
                 # the user asked out: what was still due on it is skipped, and
-                # the KeyboardInterrupt already raised is the whole report
+                # the KeyboardInterrupt already raised is the whole report;
+                # what it would have closed (an async generator of the runner's)
+                # is kept, not finalised outside its runner
+                _LEFT_BEHIND.append(args)
                 return None
             raise runner.left_behind_error()
         self._hand_over(call)
@@ -427,7 +430,7 @@ def other_threads() -> str:
         if t.ident is not None
         and t.ident in frames
         and t.ident != me
-        and not _waits_for_trio_io(frames[t.ident])
+        and not _idle_trio_thread(frames[t.ident])
     ]
     parts = []
     for thread, frame in threads[:_THREADS_SHOWN]:
@@ -439,11 +442,15 @@ def other_threads() -> str:
     return "\n".join(parts)
 
 
-def _waits_for_trio_io(frame: FrameType) -> bool:
-    """Whether a thread is the one a trio guest run waits for I/O in: it is
-    there whatever the test does, and waits for nothing of the test's."""
+def _idle_trio_thread(frame: FrameType) -> bool:
+    """Whether a thread is the one a trio guest run waits for I/O in, or an idle
+    one of trio's thread cache (judged by its innermost frame): there whatever
+    the test does, they wait for nothing of the test's."""
     code = frame.f_code
-    return code.co_name == "get_events" and f"{os.sep}trio{os.sep}" in code.co_filename
+    return f"{os.sep}trio{os.sep}" in code.co_filename and code.co_name in (
+        "get_events",
+        "_work",
+    )
 
 
 def hide_own_frames(error: BaseException) -> None:

@@ -73,11 +73,11 @@ _UNITTEST_SUMMARY = re.compile(r"^(OK|FAILED)(?: \((.*)\))?$", re.MULTILINE)
 
 
 def run_unittest(
-    folder: Path, *args: str, env: dict[str, str] | None = None
+    folder: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120
 ) -> Outcome:
     """``python -m unittest`` in *folder*; counts: ran, failures, errors, skipped,
     expected failures, unexpected successes."""
-    outcome = run(["-m", "unittest", *args], folder, env)
+    outcome = run(["-m", "unittest", *args], folder, env, timeout)
     ran = re.search(r"^Ran (\d+) tests?", outcome.output, re.MULTILINE)
     outcome.counts["ran"] = int(ran.group(1)) if ran else 0
     summary = _UNITTEST_SUMMARY.search(outcome.output)
@@ -153,9 +153,13 @@ SKIPPED_TESTS_COUNT_AS_RUN = _skipped_tests_count_as_run()
 _PYTEST_COUNT = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed)")
 
 
-def run_pytest(folder: Path, *args: str, env: dict[str, str] | None = None) -> Outcome:
+def run_pytest(
+    folder: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> Outcome:
     """pytest in *folder*; counts from its last line: passed, failed, error, ..."""
-    outcome = run(["-m", "pytest", "-p", "no:cacheprovider", "-q", *args], folder, env)
+    outcome = run(
+        ["-m", "pytest", "-p", "no:cacheprovider", "-q", *args], folder, env, timeout
+    )
     lines = [line for line in outcome.output.splitlines() if line.strip()]
     last = lines[-1] if lines else ""
     for number, kind in _PYTEST_COUNT.findall(last):

@@ -12,6 +12,7 @@ import gc
 import inspect
 import os
 import sys
+import threading
 import time
 import types
 import unittest
@@ -356,6 +357,61 @@ class TimeoutTests(BackendTests):
         # and without one, the same class fails: the limits were real
         self.assertEqual(len(outcomes(run_classes(self.make(Body)))), 1)
 
+    def test_a_swallowed_or_converted_cancellation_is_still_a_timeout(
+        self,
+    ) -> None:
+        class Body:
+            timeout = 0.1
+
+            async def test_swallows(self) -> None:
+                try:
+                    await anyio.sleep(30)
+                except anyio.get_cancelled_exc_class():
+                    pass  # and returns: it still took longer than its limit
+
+            async def test_converts(self) -> None:
+                try:
+                    await anyio.sleep(30)
+                except anyio.get_cancelled_exc_class():
+                    raise ConnectionError("the peer went away") from None
+
+        for scope in ("function", "class"):
+            with self.subTest(loop_scope=scope):
+                found = outcomes(run_classes(self.make(Body, loop_scope=scope)))
+                self.assertEqual(sorted(found), ["test_converts", "test_swallows"])
+                for text in found.values():
+                    self.assertTrue(text.startswith("failure: "), text)
+                    self.assertIn("timed out: test exceeded the limit of 0.1", text)
+                # what the code made of the cancellation is shown as the cause
+                self.assertIn(
+                    "ConnectionError: the peer went away\n\nThe above exception "
+                    "was the direct cause of the following exception:",
+                    found["test_converts"],
+                )
+
+    def test_a_shielded_scope_is_honoured_then_the_limit_applies(self) -> None:
+        events: list[str] = []
+
+        class Body:
+            timeout = 0.1
+
+            async def test_shielded(self) -> None:
+                with anyio.CancelScope(shield=True):
+                    await anyio.sleep(0.3)  # the shield outlasts the limit
+                    events.append("shield held")
+                await anyio.sleep(30)  # cancelled at once
+                events.append("not cancelled")
+
+            async def asyncTearDown(self) -> None:
+                events.append("teardown")
+
+        start = time.monotonic()
+        found = outcomes(run_classes(self.make(Body)))
+        self.assertLess(time.monotonic() - start, 3)
+        self.assertEqual(list(found), ["test_shielded"])
+        self.assertIn("timed out", found["test_shielded"])
+        self.assertEqual(events, ["shield held", "teardown"])
+
 
 class TestTimeoutsAsyncio(TimeoutTests, unittest.TestCase):
     backend = "asyncio"
@@ -575,6 +631,19 @@ class LeakTests(BackendTests):
         self.assertIn("KeyError: 'a task of the class group failed'", found[key])
         self.assertIn("next test ran", events)
 
+    def test_a_long_list_of_leaked_tasks_is_cut_short(self) -> None:
+        class Body(LeakBody):
+            async def test_a_leaks(self) -> None:
+                for number in range(100):
+                    self.group.start_soon(self.leaky, name=f"leaky task {number}")
+                await anyio.sleep(0.01)
+
+        result = run_classes(self.make(Body, events=[]))
+        text = outcomes(result)["test_a_leaks"]
+        self.assertIn("left 100 task(s) running", text)
+        self.assertEqual(text.count("running LeakBody.leaky()"), 20)
+        self.assertIn("... and 80 more", text)
+
 
 class TestLeaksAsyncio(LeakTests, unittest.TestCase):
     backend = "asyncio"
@@ -594,6 +663,57 @@ class TestLeaksAsyncio(LeakTests, unittest.TestCase):
         self.assertEqual(
             events, ["class task started", "leaked task ended", "next test ran"]
         )
+
+
+class TestLeakedThreadsAsyncio(BackendTests, unittest.TestCase):
+    """asyncio runs ``run_in_executor(None, ...)`` and ``asyncio.to_thread`` in
+    the runner's default executor: a thread a test leaves running there is one
+    of its leftovers. (trio's worker threads are trio's own; see test_stuck.)"""
+
+    backend = "asyncio"
+
+    def run_body(self, **attrs: Any) -> tuple[dict[str, str], list[str], float]:
+        events: list[str] = []
+        release = threading.Event()
+
+        class Body:
+            async def test_a_leaves_a_thread(self) -> None:
+                loop = asyncio.get_running_loop()
+                loop.run_in_executor(None, release.wait)  # never awaited
+
+            async def test_b_next(self) -> None:
+                await asyncio.to_thread(events.append, "next test ran")
+
+        start = time.monotonic()
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                found = outcomes(run_classes(self.make(Body, **attrs)))
+        finally:
+            release.set()
+        events += [str(w.message) for w in caught]
+        return found, events, time.monotonic() - start
+
+    def test_a_thread_left_running_fails_the_test(self) -> None:
+        for scope in ("function", "class"):
+            with self.subTest(loop_scope=scope):
+                found, events, elapsed = self.run_body(loop_scope=scope)
+                self.assertEqual(list(found), ["test_a_leaves_a_thread"])
+                text = found["test_a_leaves_a_thread"]
+                self.assertIn("left 1 worker thread(s) running", text)
+                self.assertIn("'anyio_unittest worker", text)
+                self.assertIn("running threading.Event.wait()", text)
+                self.assertEqual(events, ["next test ran"])
+                # function scope waits for it as long as a runner's close would
+                self.assertLess(elapsed, 5)
+
+    def test_ignore_and_warn(self) -> None:
+        found, events, _ = self.run_body(loop_scope="class", leaked_tasks="ignore")
+        self.assertEqual((found, events), ({}, ["next test ran"]))
+        found, events, _ = self.run_body(loop_scope="class", leaked_tasks="warn")
+        self.assertEqual(found, {})
+        self.assertEqual(events[0], "next test ran")
+        self.assertIn("left 1 worker thread(s) running", events[1])
 
 
 class TestLeaksTrio(LeakTests, unittest.TestCase):

@@ -90,6 +90,72 @@ class BackendTests(_Base):
     backend: ClassVar[str]
 
 
+# -- the current event loop ------------------------------------------------------
+
+
+class TestCurrentEventLoop(unittest.TestCase):
+    """asyncio: a test's loop is the current event loop in its sync setUp, on a
+    shared runner too, whatever an earlier test did to the current loop."""
+
+    def test_each_test_finds_its_loop_current(self) -> None:
+        for spec in ("asyncio", ("asyncio", {"use_uvloop": True})):
+            with self.subTest(backend=spec):
+                self.check(spec)
+
+    def check(self, spec: object) -> None:
+        seen: list[tuple[str, object, object]] = []
+
+        class Shared(AnyIOTestCase):
+            anyio_backend = spec  # type: ignore[assignment]
+            loop_scope = "class"
+
+            def setUp(self) -> None:
+                self.current = asyncio.get_event_loop()
+
+            async def asyncSetUp(self) -> None:
+                running = asyncio.get_running_loop()
+                seen.append((self._testMethodName, self.current, running))
+
+            @classmethod
+            def tearDownClass(cls) -> None:
+                asyncio.set_event_loop_policy(None)
+
+            def test_1_runs_asyncio_run(self) -> None:
+                async def main() -> None:
+                    pass
+
+                asyncio.run(main())  # a CLI entry point: no loop after it
+
+            async def test_2(self) -> None:
+                pass
+
+            def test_3_sets_no_loop(self) -> None:
+                asyncio.set_event_loop(None)
+
+            async def test_4(self) -> None:
+                pass
+
+            def test_5_sets_another_loop(self) -> None:
+                other = asyncio.new_event_loop()
+                self.addCleanup(other.close)
+                asyncio.set_event_loop(other)
+
+            async def test_6(self) -> None:
+                pass
+
+            def test_7_sets_a_new_policy(self) -> None:
+                asyncio.set_event_loop_policy(asyncio.DefaultEventLoopPolicy())
+
+            async def test_8(self) -> None:
+                pass
+
+        result = run_cases(*unittest.defaultTestLoader.loadTestsFromTestCase(Shared))
+        self.assertEqual(problems(result), [])
+        self.assertEqual(len(seen), 8)  # asyncSetUp runs for sync tests too
+        for name, current, running in seen:
+            self.assertIs(current, running, name)
+
+
 # -- class scope: one runner, the class hooks in order ---------------------------
 
 

@@ -621,3 +621,66 @@ class TestModuleAndSessionScopes(unittest.TestCase):
             for line in once
         ]
         self.assertEqual(run_.log, once + second, run_)
+
+
+NESTED = {
+    "test_nested.py": """
+        import io
+        import os
+        import unittest
+
+        import anyio
+        import anyio_unittest
+        from anyio_unittest import AnyIOTestCase
+
+
+        async def asyncTearDownModule():
+            print("MODULE TEARDOWN", flush=True)
+
+
+        class Outer(AnyIOTestCase):
+            anyio_backend = os.environ["BACKEND"]
+            loop_scope = os.environ["SCOPE"]
+
+            async def test_1_before(self):
+                await anyio.sleep(0)
+
+            def test_2_runs_a_nested_suite(self):
+                class Inner(unittest.TestCase):
+                    def test_inner(self):
+                        pass
+
+                loader = unittest.TestLoader()
+                suite = loader.loadTestsFromTestCase(Inner)
+                result = unittest.TextTestRunner(stream=io.StringIO()).run(suite)
+                self.assertTrue(result.wasSuccessful())
+
+            async def test_3_after(self):
+                await anyio.sleep(0)
+
+
+        class Later(AnyIOTestCase):
+            anyio_backend = os.environ["BACKEND"]
+            loop_scope = os.environ["SCOPE"]
+
+            async def test_4_later_class(self):
+                await anyio.sleep(0)
+    """
+}
+
+
+class TestNestedRun(unittest.TestCase):
+    """A unittest run inside a test (a test of a test runner, say) runs
+    unittest's module cleanups as it ends: one list for the process, which
+    holds the end of the outer module's runner too. That runner must go on."""
+
+    def test_a_nested_run_leaves_the_module_runner_open(self) -> None:
+        folder = write_suite(NESTED)
+        for backend in ("asyncio", "trio"):
+            for scope in ("module", "session"):
+                with self.subTest(backend=backend, scope=scope):
+                    env = {"BACKEND": backend, "SCOPE": scope}
+                    outcome = run_unittest(folder, "test_nested", env=env)
+                    self.assertEqual(outcome.counts, {"ran": 4}, outcome.output)
+                    # the module still ends, once, after its last class
+                    self.assertEqual(outcome.output.count("MODULE TEARDOWN"), 1)

@@ -147,26 +147,30 @@ def interrupt(folder: Path, scenario: Scenario) -> Ended:
     args = [sys.executable, "-W", "error", "-m", "unittest", "-v"]
     if scenario.catch:
         args.append("-c")
-    env = _env(
-        {
-            "PHASE": scenario.phase,
-            "BACKEND": scenario.backend,
-            "SCOPE": scenario.scope,
-            "SYNC_SLEEP": "0.3" if scenario.catch else "30",
-            "PYTHONUNBUFFERED": "1",
-        }
+    env = {
+        "PHASE": scenario.phase,
+        "BACKEND": scenario.backend,
+        "SCOPE": scenario.scope,
+        "SYNC_SLEEP": "0.3" if scenario.catch else "30",
+    }
+    markers = (
+        ["WAITING", "WAITING AGAIN"] if scenario.phase == "second" else ["WAITING"]
     )
+    return send_signals([*args, "test_interrupt"], folder, env, markers)
+
+
+def send_signals(
+    args: list[str], folder: Path, env: dict[str, str], markers: list[str]
+) -> Ended:
+    """Run *args* in *folder*; send SIGINT as each of *markers* is printed."""
     proc = subprocess.Popen(
-        [*args, "test_interrupt"],
+        args,
         cwd=folder,
-        env=env,
+        env=_env({**env, "PYTHONUNBUFFERED": "1"}),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
     buffer = bytearray()
-    markers = (
-        ["WAITING", "WAITING AGAIN"] if scenario.phase == "second" else ["WAITING"]
-    )
     try:
         for marker in markers:
             read_until(proc, marker, buffer)
@@ -478,6 +482,284 @@ class SecondCtrlCInsideAsyncCode(unittest.TestCase):
             with self.subTest(backend=backend):
                 out, report = self.run_inside("TestInside.test_third", backend)
                 self.assertEqual(" ".join(out), "THE THIRD ONE, IN PLACE", report)
+
+
+OTHERS = {
+    "test_due_module.py": """
+        import os
+
+        import anyio
+        import anyio_unittest
+        from anyio_unittest import AnyIOTestCase
+
+
+        def mark(text):
+            print(text, flush=True)
+
+
+        async def asyncSetUpModule():
+            anyio_unittest.addAsyncModuleCleanup(module_cleanup)
+
+
+        async def asyncTearDownModule():
+            mark("MODULE TEARDOWN")
+
+
+        async def module_cleanup():
+            mark("MODULE CLEANUP")
+
+
+        class TestDue(AnyIOTestCase):
+            anyio_backend = os.environ["BACKEND"]
+            loop_scope = "module"
+
+            async def test_1(self):
+                mark("WAITING")
+                await anyio.sleep(30)
+
+            async def asyncTearDown(self):
+                with anyio.CancelScope(shield=True):
+                    mark("WAITING AGAIN")
+                    await anyio.sleep_forever()
+    """,
+    "test_due_class.py": """
+        import contextlib
+        import os
+
+        import anyio
+        from anyio_unittest import AnyIOTestCase
+
+
+        def mark(text):
+            print(text, flush=True)
+
+
+        @contextlib.asynccontextmanager
+        async def resource():
+            yield
+            mark("CLASS CONTEXT EXITED")
+
+
+        class TestDue(AnyIOTestCase):
+            anyio_backend = os.environ["BACKEND"]
+            loop_scope = "class"
+
+            @classmethod
+            async def asyncSetUpClass(cls):
+                await cls.enterAsyncClassContext(resource())
+
+            async def test_1(self):
+                mark("WAITING")
+                await anyio.sleep(30)
+
+            async def asyncTearDown(self):
+                with anyio.CancelScope(shield=True):
+                    mark("WAITING AGAIN")
+                    await anyio.sleep_forever()
+    """,
+    "test_deaf.py": """
+        import os
+
+        import anyio
+        from anyio_unittest import AnyIOTestCase
+
+
+        class TestDeaf(AnyIOTestCase):
+            anyio_backend = os.environ["BACKEND"]
+            loop_scope = os.environ["SCOPE"]
+
+            async def test_1(self):
+                print("WAITING", flush=True)
+                seen = False
+                while True:
+                    try:
+                        await anyio.sleep(10)
+                    except anyio.get_cancelled_exc_class():
+                        if not seen:
+                            seen = True
+                            print("CANCEL SEEN", flush=True)
+    """,
+    "test_receiver.py": """
+        import os
+        import signal
+
+        import anyio
+        from anyio_unittest import AnyIOTestCase
+
+
+        def mark(text):
+            print(text, flush=True)
+
+
+        class TestReceiver(AnyIOTestCase):
+            anyio_backend = os.environ["BACKEND"]
+            loop_scope = "class"
+
+            async def test_1_opens_a_receiver(self):
+                with anyio.open_signal_receiver(signal.SIGINT):
+                    await anyio.sleep(0)
+
+            async def test_2_waits(self):
+                self.addAsyncCleanup(self.cleanup)
+                mark("WAITING")
+                await anyio.sleep(30)
+
+            async def asyncTearDown(self):
+                mark("TEARDOWN RAN")
+
+            async def cleanup(self):
+                mark("CLEANUP RAN")
+    """,
+    "test_shield.py": """
+        import os
+
+        import anyio
+        from anyio_unittest import AnyIOTestCase
+
+
+        def mark(text):
+            print(text, flush=True)
+
+
+        class TestShield(AnyIOTestCase):
+            anyio_backend = os.environ["BACKEND"]
+
+            async def test_1(self):
+                with anyio.CancelScope(shield=True):
+                    mark("WAITING")
+                    await anyio.sleep(0.5)
+                    mark("SHIELD HELD")
+                await anyio.sleep(30)
+                mark("NOT CANCELLED")
+
+            async def asyncTearDown(self):
+                mark("TEARDOWN RAN")
+    """,
+}
+
+UNITTEST = [sys.executable, "-W", "error", "-m", "unittest", "-v"]
+PYTEST = [
+    sys.executable,
+    *["-W", "error", "-m", "pytest", "-q", "-s"],
+    *["-p", "no:cacheprovider", "-p", "no:asyncio", "-p", "no:hypothesispytest"],
+]
+
+
+def _others() -> dict[str, tuple[list[str], dict[str, str], list[str]]]:
+    """Each scenario of OTHERS: (command, environment, markers to signal at)."""
+    runs: dict[str, tuple[list[str], dict[str, str], list[str]]] = {}
+    for backend in ("asyncio", "trio"):
+        env = {"BACKEND": backend}
+        second = ["WAITING", "WAITING AGAIN"]
+        for catch in ("", "-c"):
+            command = [*UNITTEST, *filter(None, [catch])]
+            runs[f"due module {backend} {catch}"] = (
+                [*command, "test_due_module"],
+                env,
+                second,
+            )
+            runs[f"receiver {backend} {catch}"] = (
+                [*command, "test_receiver"],
+                env,
+                ["WAITING"],
+            )
+        runs[f"due class pytest {backend}"] = (
+            [*PYTEST, "test_due_class.py"],
+            env,
+            second,
+        )
+        for scope in ("function", "class"):
+            runs[f"deaf {backend} {scope}"] = (
+                [*UNITTEST, "test_deaf"],
+                {**env, "SCOPE": scope},
+                ["WAITING", "CANCEL SEEN"],
+            )
+        runs[f"shield {backend}"] = ([*UNITTEST, "test_shield"], env, ["WAITING"])
+    return runs
+
+
+class OtherCtrlCTests(unittest.TestCase):
+    """Ctrl-C meets async work still due at class or module level, a test deaf
+    to its cancellation, a test's own SIGINT receiver, and a shielded scope."""
+
+    ended: ClassVar[dict[str, Ended | BaseException]]
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        folder = write_suite(OTHERS)
+        runs = _others()
+
+        def one(name: str) -> Ended | BaseException:
+            try:
+                return send_signals(*runs[name][:1], folder, *runs[name][1:])
+            except BaseException as exc:  # reported by the test that reads it
+                return exc
+
+        with ThreadPoolExecutor(4) as pool:
+            cls.ended = dict(zip(runs, pool.map(one, runs), strict=True))
+
+    def outcome(self, name: str, bound: float = BOUND) -> tuple[Ended, str]:
+        ended = self.ended[name]
+        if isinstance(ended, BaseException):
+            raise ended
+        report = f"stdout: {ended.stdout}\nstderr: {ended.stderr}"
+        self.assertLess(ended.elapsed, bound, report)
+        return ended, report
+
+    def test_a_second_ctrl_c_with_module_teardown_still_due(self) -> None:
+        # the runner is left behind: its module teardown is skipped, not waited
+        # for, and the run ends with the KeyboardInterrupt
+        for backend in ("asyncio", "trio"):
+            for catch in ("", "-c"):
+                with self.subTest(backend=backend, catch=catch):
+                    ended, report = self.outcome(f"due module {backend} {catch}")
+                    self.assertEqual(ended.returncode, -signal.SIGINT, report)
+                    after = ended.stdout[len(ended.before_signal) :]
+                    self.assertEqual(after, [], report)
+                    self.assertIn("\nKeyboardInterrupt\n", ended.stderr, report)
+
+    def test_a_second_ctrl_c_under_pytest_keeps_its_summary(self) -> None:
+        for backend in ("asyncio", "trio"):
+            with self.subTest(backend=backend):
+                # pytest's own way out (teardown, summary) takes its time
+                ended, report = self.outcome(f"due class pytest {backend}", 5.0)
+                self.assertEqual(ended.returncode, 2, report)  # interrupted
+                self.assertRegex(ended.stdout[-1], r" in [\d.]+s", report)
+                self.assertIn("KeyboardInterrupt", "\n".join(ended.stdout), report)
+                self.assertNotIn("Traceback", ended.stderr, report)
+
+    def test_two_ctrl_c_end_a_test_deaf_to_its_cancellation(self) -> None:
+        for backend in ("asyncio", "trio"):
+            for scope in ("function", "class"):
+                with self.subTest(backend=backend, scope=scope):
+                    ended, report = self.outcome(f"deaf {backend} {scope}")
+                    self.assertEqual(ended.returncode, -signal.SIGINT, report)
+                    self.assertNotIn("Exception ignored", ended.stderr, report)
+                    self.assertNotIn("RuntimeError", ended.stderr, report)
+
+    def test_a_receiver_of_the_test_s_own_does_not_take_ctrl_c_away(self) -> None:
+        # asyncio puts Python's default handler back as the receiver closes:
+        # the next test's Ctrl-C must still get its teardown and cleanups
+        for backend in ("asyncio", "trio"):
+            for catch in ("", "-c"):
+                with self.subTest(backend=backend, catch=catch):
+                    ended, report = self.outcome(f"receiver {backend} {catch}")
+                    after = ended.stdout[len(ended.before_signal) :]
+                    self.assertEqual(after, ["TEARDOWN RAN", "CLEANUP RAN"], report)
+                    if catch:
+                        self.assertIn("\nFAILED (errors=1)", ended.stderr, report)
+                        self.assertIn("Interrupted: interrupted", ended.stderr)
+                        self.assertNotIn("KeyboardInterrupt", ended.stderr, report)
+                    else:
+                        self.assertEqual(ended.returncode, -signal.SIGINT, report)
+
+    def test_the_first_ctrl_c_honours_a_shielded_scope(self) -> None:
+        for backend in ("asyncio", "trio"):
+            with self.subTest(backend=backend):
+                ended, report = self.outcome(f"shield {backend}")
+                after = ended.stdout[len(ended.before_signal) :]
+                self.assertEqual(after, ["SHIELD HELD", "TEARDOWN RAN"], report)
+                self.assertEqual(ended.returncode, -signal.SIGINT, report)
 
 
 ALL_MARKERS = {
