@@ -119,7 +119,11 @@ class AsyncioScopeTask(ScopeTask):
         if runner.mismatch is _UNCHECKED:
             runner.mismatch = library_mismatch("asyncio")
         mismatch = runner.mismatch
-        self._scope = anyio.CancelScope().__enter__()
+        if runner.scope_class is None:
+            # anyio.CancelScope() looks its backend up at each call; the class
+            # it makes is looked up once (with a running loop)
+            runner.scope_class = type(anyio.CancelScope())
+        self._scope = runner.scope_class().__enter__()
         try:
             while call is not None:
                 if not _TASK_CONTEXT:
@@ -143,7 +147,7 @@ class AsyncioScopeTask(ScopeTask):
                     ):
                         # our own cancellation: the driver says why
                         call.error = None
-                    self._scope = _renew(self._scope)
+                    self._scope = _renew(self._scope, runner.scope_class)
                 if not _TASK_CONTEXT:
                     _copy_back(contextvars.copy_context(), self.context)
                 if call.limit is not None:
@@ -166,7 +170,7 @@ class AsyncioScopeTask(ScopeTask):
         if self._scope.cancel_called:
             # the phase before was cancelled (Ctrl-C): the next one runs
             # normally, as it would in a call of its own
-            self._scope = _renew(self._scope)
+            self._scope = _renew(self._scope, self.runner.scope_class)
         await asyncio.sleep(0)
 
     def cancel_in_loop(self, call: Call) -> None:
@@ -211,7 +215,7 @@ class AsyncioScopeTask(ScopeTask):
                 inbox.set_result(None)
 
 
-def _renew(scope: anyio.CancelScope) -> anyio.CancelScope:
+def _renew(scope: anyio.CancelScope, new: Any) -> anyio.CancelScope:
     """A fresh cancel scope in place of *scope*, which was cancelled: possible
     when no cancel scope of the user's is still open inside it. Otherwise the
     task stays cancelled (anyio refuses to exit a scope around an open one,
@@ -220,7 +224,7 @@ def _renew(scope: anyio.CancelScope) -> anyio.CancelScope:
         scope.__exit__(None, None, None)
     except RuntimeError:
         return scope
-    return anyio.CancelScope().__enter__()
+    return new().__enter__()  # type: ignore[no-any-return]
 
 
 async def _cancel_and_wait(
@@ -313,6 +317,8 @@ class AsyncioRunner(Runner):
         self._released = False
         #: library_mismatch(), looked at by the first scope task
         self.mismatch: Any = _UNCHECKED
+        #: the class anyio.CancelScope() makes on asyncio, once known
+        self.scope_class: Any = None
         loop.set_exception_handler(self._record_error)
         self.threads = WorkerThreads()
         loop.set_default_executor(self.threads)

@@ -32,6 +32,7 @@ knows the call being driven, if any, and the runner driving it.
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found,unused-ignore]
 import signal
 import threading
 from types import FrameType
@@ -118,9 +119,7 @@ class _Router:
         """Put the handler back if asyncio put Python's default one in its place
         (it does when a test's own SIGINT receiver closes). Called before each
         call: one look at the installed handler."""
-        if self.installed and signal.getsignal(signal.SIGINT) is (
-            signal.default_int_handler
-        ):
+        if self.installed and _getsignal(signal.SIGINT) is signal.default_int_handler:
             signal.signal(signal.SIGINT, self.handler)
 
     def acquire(self) -> None:
@@ -141,5 +140,10 @@ class _Router:
             if signal.getsignal(signal.SIGINT) == self.handler:
                 signal.signal(signal.SIGINT, self.previous)
 
+
+#: ``signal.getsignal`` without its conversion of the result to an enum member,
+#: which for a handler that is a function raises and catches a ValueError: the
+#: C function that ``signal.getsignal`` itself calls, looked up once
+_getsignal = getattr(_signal, "getsignal", signal.getsignal)
 
 router = _Router()
