@@ -4,13 +4,13 @@ from ._backends import BackendName as BackendName
 from ._backends import BackendSpec as BackendSpec
 from ._case import AnyIOTestCase as AnyIOTestCase
 from ._case import LeakedTasks as LeakedTasks
-from ._case import LeakedTaskWarning as LeakedTaskWarning
 from ._case import LoopScope as LoopScope
 from ._case import addAsyncModuleCleanup as addAsyncModuleCleanup
 from ._case import enterAsyncModuleContext as enterAsyncModuleContext
 from ._case import timeout as timeout
 from ._exceptions import ConfigurationError as ConfigurationError
 from ._exceptions import Interrupted as Interrupted
+from ._exceptions import LeakedTaskWarning as LeakedTaskWarning
 from ._exceptions import LoopErrors as LoopErrors
 from ._exceptions import RunnerConflictError as RunnerConflictError
 from ._exceptions import RunnerLeftBehind as RunnerLeftBehind

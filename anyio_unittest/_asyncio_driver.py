@@ -43,10 +43,9 @@ from ._driver import (
     Call,
     Runner,
     ScopeTask,
-    detach,
-    format_await_chain,
     library_mismatch,
 )
+from ._frames import detach, format_await_chain
 from ._threads import Work, WorkerThreads
 
 # our frames are hidden from reported tracebacks: unittest's flag, and pytest's

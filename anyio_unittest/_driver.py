@@ -24,16 +24,11 @@ Drivers know nothing about unittest.
 
 from __future__ import annotations
 
-import itertools
 import math
-import os
-import sys
-import threading
 import time
-import traceback
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from contextvars import Context, ContextVar
-from types import CoroutineType, FrameType, TracebackType
+from types import CoroutineType
 from typing import Any
 
 import sniffio
@@ -46,6 +41,7 @@ from ._exceptions import (
     Interrupted,
     RunnerLeftBehind,
 )
+from ._frames import format_await_chain, hide_own_frames, other_threads
 
 # our frames are hidden from reported tracebacks: unittest's flag, and pytest's
 __unittest = True
@@ -219,24 +215,17 @@ class Runner:
     cancelled_exc_class: type[BaseException]
     #: who the runner was opened for ("class runner of x.Y"), for messages
     label = ""
-    _left_behind: str | None = None
-    _left_by_ctrl_c = False
-
-    @property
-    def left_behind(self) -> str | None:
-        """Why nothing runs on it any more (None: it is usable)."""
-        return self._left_behind
-
-    @property
-    def left_by_ctrl_c(self) -> bool:
-        """Whether a second Ctrl-C left it behind (not a stuck call)."""
-        return self._left_by_ctrl_c
+    #: why nothing runs on it any more (None: it is usable)
+    left_behind: str | None = None
+    #: a second Ctrl-C left it behind (not a stuck call)
+    left_by_ctrl_c = False
 
     # -- the drive loop ------------------------------------------------------
 
     def drive(self, call: Call) -> Any:
         """Run the host loop until *call* (handed to its task) has finished;
         return or raise its outcome."""
+        # Ctrl-C goes to this call while it is driven
         router = _sigint.router
         router.rearm()
         router.driver = self
@@ -312,9 +301,9 @@ class Runner:
         kept referenced so that its pending tasks are never finalised in the
         middle of a later test.
         """
-        if self._left_behind is None:
-            self._left_behind = reason
-            self._left_by_ctrl_c = ctrl_c
+        if self.left_behind is None:
+            self.left_behind = reason
+            self.left_by_ctrl_c = ctrl_c
             _LEFT_BEHIND.append(self)
             self._release()
 
@@ -376,169 +365,6 @@ class _Abort:
     def __call__(self) -> None:
         if self.call.aborted and not self.call.finished:
             raise KeyboardInterrupt
-
-
-def detach(exc: BaseException) -> BaseException:
-    """Drop the scope task's own frame from the head of *exc*'s traceback.
-
-    That frame stays alive, suspended, after the call; whoever clears the frames
-    of a reported traceback (``assertRaises`` does, ``traceback.clear_frames``)
-    would otherwise finalise the scope task's coroutine and hang the next call.
-    """
-    tb = exc.__traceback__
-    if tb is not None:
-        exc.__traceback__ = tb.tb_next
-    return exc
-
-
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-
-
-def await_frames(coro: Any) -> Iterator[tuple[FrameType, int]]:
-    """The frames a coroutine is suspended in, outermost first, down the chain
-    of what each awaits (as ``trio.lowlevel.Task.iter_await_frames``)."""
-    while coro is not None:
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-        if frame is not None:
-            yield frame, frame.f_lineno
-        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
-
-
-def format_await_chain(coro: Any) -> str:
-    """Where a suspended coroutine waits, as a traceback without our frames."""
-    frames = [
-        entry
-        for entry in traceback.StackSummary.extract(await_frames(coro))
-        if not entry.filename.startswith(_PACKAGE_DIR)
-    ]
-    return "".join(traceback.format_list(frames))
-
-
-#: at most this many threads, and lines of each, in a report
-_THREADS_SHOWN = 8
-_LINES_PER_THREAD = 12
-
-
-def other_threads() -> str:
-    """The stacks of the process's other threads (the ones a stuck call may be
-    waiting on), innermost lines, bounded."""
-    me = threading.get_ident()
-    frames = sys._current_frames()  # documented in sys, despite the underscore
-    threads = [
-        (t, frames[t.ident])
-        for t in threading.enumerate()
-        if t.ident is not None
-        and t.ident in frames
-        and t.ident != me
-        and not _idle_trio_thread(frames[t.ident])
-    ]
-    parts = []
-    for thread, frame in threads[:_THREADS_SHOWN]:
-        lines = "".join(traceback.format_stack(frame)).splitlines()
-        shown = "\n".join(lines[-_LINES_PER_THREAD:])
-        parts.append(f"Thread {thread.name!r}:\n{shown}")
-    if len(threads) > _THREADS_SHOWN:
-        parts.append(f"... and {len(threads) - _THREADS_SHOWN} more thread(s)")
-    return "\n".join(parts)
-
-
-def _idle_trio_thread(frame: FrameType) -> bool:
-    """Whether a thread is the one a trio guest run waits for I/O in, or an idle
-    one of trio's thread cache (judged by its innermost frame): there whatever
-    the test does, they wait for nothing of the test's."""
-    code = frame.f_code
-    return f"{os.sep}trio{os.sep}" in code.co_filename and code.co_name in (
-        "get_events",
-        "_work",
-    )
-
-
-def hide_own_frames(error: BaseException) -> None:
-    """Unlink this package's frames from *error*'s tracebacks (and those of the
-    exceptions chained to it or grouped in it).
-
-    unittest hides frames of modules marked ``__unittest`` only at the start of a
-    traceback (and at the end, for failures); ours can also sit between the
-    user's, e.g. under ``await self.enterAsyncContext(...)``. Tracebacks made only
-    of our frames are left alone: then the error is ours and they are the story.
-    """
-    seen: set[int] = set()
-    stack = [error]
-    while stack:
-        exc = stack.pop()
-        if id(exc) in seen:
-            continue
-        seen.add(id(exc))
-        exc.__traceback__ = _without_own_frames(exc.__traceback__)
-        stack.extend(e for e in (exc.__cause__, exc.__context__) if e is not None)
-        stack.extend(getattr(exc, "exceptions", ()))
-
-
-def _own(tb: TracebackType) -> bool:
-    return str(tb.tb_frame.f_globals.get("__name__", "")).startswith(_PACKAGE)
-
-
-def _without_own_frames(tb: TracebackType | None) -> TracebackType | None:
-    kept = []
-    entry = tb
-    while entry is not None:
-        if not _own(entry):
-            kept.append(entry)
-        entry = entry.tb_next
-    if not kept:
-        return tb
-    for first, second in itertools.pairwise(kept):
-        first.tb_next = second
-    kept[-1].tb_next = None
-    return kept[0]
-
-
-_PACKAGE = __name__.rpartition(".")[0] + "."
-
-
-#: at most this many leaked tasks are described in one report
-TASKS_SHOWN = 20
-
-
-def describe_task(name: str, coro: Any) -> str:
-    """A task's name, its coroutine and the line it is waiting at.
-
-    Both are taken from the user's code where the chain of awaits has some: an
-    anyio task runs anyio's wrapper coroutine, and every task ends up waiting
-    deep inside its async library, neither of which tells where the leak is.
-    """
-    qualname = getattr(coro, "__qualname__", type(coro).__name__)
-    frames = []
-    names = {}  # frame -> its coroutine's qualified name (code has it from 3.11)
-    while coro is not None:
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-        if frame is not None:
-            frames.append(frame)
-            names[frame] = getattr(coro, "__qualname__", frame.f_code.co_name)
-        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
-    files = [getattr(sys.modules.get(name), "__file__", None) for name in _LIBRARIES]
-    libraries = tuple(
-        os.path.dirname(os.path.abspath(file)) + os.sep for file in files if file
-    )
-    users = [f for f in frames if not f.f_code.co_filename.startswith(libraries)]
-    if users:
-        qualname = names[users[0]]
-    where = ""
-    if frames:
-        frame = (users or frames)[-1]
-        where = f"{frame.f_code.co_filename}:{frame.f_lineno}"
-    return f"{name!r} running {qualname}(), waiting at {where or '?'}"
-
-
-#: the packages whose frames describe_task skips when the user's code has some
-_LIBRARIES = (
-    "asyncio",
-    "trio",
-    "anyio",
-    "outcome",
-    "uvloop",
-    __name__.rpartition(".")[0],
-)
 
 
 def library_mismatch(expected: str) -> str | None:

@@ -15,8 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ._driver import hide_own_frames
-from ._scopes import await_object
+from ._frames import hide_own_frames
 
 __tracebackhide__ = True
 
@@ -28,31 +27,14 @@ def execute_example(self: Any, function: Callable[[], object]) -> object:
     context is a fresh copy of the test's, so nothing one example sets is seen
     by the next.
     """
-    context = self._anyio_unittest_context
-    runner = self._anyio_unittest_runner
-    if context is None or runner is None:
+    test = self._anyio_unittest_run
+    if test is None:
         raise RuntimeError(f"{self.id()}: an example can only run inside the test")
-    example = context.copy()
-    result = example.run(function)
-    if not hasattr(result, "__await__"):
-        return result
-    task = runner.open_task(example, f"an example of test {self.id()}")
     try:
-        value = task.call(await_object, result, timeout=self._anyio_unittest_timeout)
-        if type(self).loop_scope != "function" and type(self).leaked_tasks != "ignore":
-            # each example is its own scope task: check what it left, as for a test
-            leaked = task.leaked_tasks()
-            problems = (
-                self._anyio_unittest_leaks(task, runner, leaked) if leaked else []
-            )
-            if problems:
-                raise self.failureException("\n\n".join(problems))
-        return value
+        return test.example(function)
     except BaseException as exc:
         hide_own_frames(exc)
         if sys.version_info >= (3, 11):
             raise  # keeps the edited traceback
         # 3.10's bare raise would restore the unedited one
         raise exc
-    finally:
-        task.close()

@@ -37,6 +37,10 @@ class LoopErrors(Exception):
     """Errors the event loop only logged, found at the end of a scope."""
 
 
+class LeakedTaskWarning(ResourceWarning):
+    """A test left tasks running on a shared runner (``leaked_tasks = "warn"``)."""
+
+
 class FirstInterrupt(KeyboardInterrupt):
     """The first Ctrl-C, raised by our handler: the test it hit still gets its
     teardown before the run stops (a plain ``KeyboardInterrupt`` does not)."""

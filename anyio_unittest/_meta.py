@@ -13,7 +13,7 @@ import os
 import sys
 import unittest
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._backends import (
     BACKENDS_ENV,
@@ -24,20 +24,21 @@ from ._backends import (
     selected,
 )
 from ._exceptions import ConfigurationError
+from ._guards import GUARDS, TIMEOUT_ATTR, env_timeout
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+from ._scopes import registry
 
 # our frames are hidden from reported tracebacks: unittest's flag, and pytest's
 __unittest = True
 __tracebackhide__ = True
 
 LOOP_SCOPES = ("function", "class", "module", "session")
-LEAKED_TASKS = ("fail", "warn", "cancel", "ignore")
-TIMEOUT_ENV = "ANYIO_UNITTEST_TIMEOUT"
 
-#: private state on the test classes; long names so user attributes can't clash
-BACKEND_ATTR = "_anyio_unittest_backend"
-PARAMETRISED_ATTR = "_anyio_unittest_parametrised"
-SKIP_SET_ATTR = "_anyio_unittest_set_skip"
-HOOKS_ATTR = "_anyio_unittest_hooks"
+#: the one piece of the package's state on a test class (see ClassConfig)
+CONFIG_ATTR = "_anyio_unittest_config"
 
 _SYNC_ONLY = ("setUp", "tearDown", "setUpClass", "tearDownClass")
 _ASYNC_METHODS = ("asyncSetUp", "asyncTearDown")
@@ -53,31 +54,108 @@ def _fail(cls: type, message: str) -> ConfigurationError:
     return ConfigurationError(f"{cls.__module__}.{cls.__qualname__}: {message}")
 
 
-def timeout_value(value: object, where: str) -> float | None:
-    if value is None:
-        return None
-    # "not > 0" also rejects NaN, which a trio deadline refuses mid-run
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ConfigurationError(
-            f"{where} = {value!r}: a timeout is a positive number of seconds, "
-            f"or None for no limit"
-        )
-    return float(value)
+class MethodInfo:
+    """What the package needs to know of one test method, worked out once."""
+
+    __slots__ = ("hypothesis", "limit", "mergeable")
+
+    def __init__(self, limit: float | None, hypothesis: bool, mergeable: bool):
+        #: its time limit: its decorator's, else the environment's, else the class's
+        self.limit = limit
+        #: Hypothesis drives it (``@given``)
+        self.hypothesis = hypothesis
+        #: its async phases may run in one entry into the loop
+        self.mergeable = mergeable
 
 
-def env_timeout() -> float | None:
-    raw = os.environ.get(TIMEOUT_ENV, "").strip()
-    if not raw or raw.lower() == "none":
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value > 0:  # NaN too
-        raise ConfigurationError(
-            f"{TIMEOUT_ENV}={raw!r}: give a positive number of seconds (or unset it)"
+class ClassConfig:
+    """What the package reads of a test class, worked out when it is defined."""
+
+    __slots__ = (
+        "backend",
+        "cls",
+        "default_limit",
+        "generated",
+        "hooks",
+        "loop_scope",
+        "name",
+        "parametrised",
+        "skip_set",
+    )
+
+    def __init__(self, cls: type, hooks: frozenset[str]) -> None:
+        self.cls = cls
+        #: its qualified name, as messages name it
+        self.name = cls.__qualname__
+        self.loop_scope: str = getattr(cls, "loop_scope", "function")
+        #: the hooks the class defines (the base class's are never called)
+        self.hooks = hooks
+        #: its backend (None for a class with anyio_backends)
+        self.backend: Backend | None = None
+        #: it declares anyio_backends: its tests run in the generated classes
+        self.parametrised = False
+        #: it is one of those generated classes
+        self.generated = False
+        #: the package marked it skipped (uvloop missing, a backend filtered out)
+        self.skip_set = False
+        #: the time limit of a test without its own decorator (once known)
+        self.default_limit: Any = _MISSING
+
+    @property
+    def leaked_tasks(self) -> str:
+        value: str = getattr(self.cls, "leaked_tasks", "fail")
+        return value
+
+    def method(self, case: Any) -> MethodInfo:
+        cls = self.cls
+        name = case._testMethodName
+        method = case.__dict__.get(name) or getattr(cls, name, None)
+        limit = getattr(method, TIMEOUT_ATTR, _MISSING)
+        if limit is _MISSING:
+            limit = self.default_limit
+            if limit is _MISSING:
+                # the environment's limit, else the class's: once per class
+                limit = self.default_limit = env_timeout()
+                if limit is None:
+                    limit = self.default_limit = getattr(cls, "timeout", None)
+        hypothesis = bool(getattr(method, "is_hypothesis_test", False))
+        code = getattr(getattr(method, "__func__", method), "__code__", None)
+        mergeable = (
+            # a plain async def: calling it runs none of the user's code
+            code is not None
+            and bool(code.co_flags & inspect.CO_COROUTINE)
+            and not hypothesis
+            # unittest records subtests differently while it expects a failure
+            and not getattr(method, "__unittest_expecting_failure__", False)
+            and not getattr(cls, "__unittest_expecting_failure__", False)
         )
-    return value
+        return MethodInfo(limit, hypothesis, mergeable)
+
+    def check_runnable(self) -> None:
+        if self.parametrised:
+            classes: Mapping[str, type] = getattr(self.cls, "anyio_backend_classes", {})
+            raise ConfigurationError(
+                f"{self.name} declares anyio_backends, so its tests run in "
+                f"the generated classes "
+                f"({', '.join(sorted(classes)) or 'none selected'}); "
+                f"run those, e.g. {self.name}_asyncio"
+            )
+
+    def check_module_hooks(self) -> None:
+        module = sys.modules.get(self.cls.__module__)
+        for hook in ("asyncSetUpModule", "asyncTearDownModule"):
+            if getattr(module, hook, None) is not None:
+                raise ConfigurationError(
+                    f"{self.cls.__module__} defines {hook}, which runs on a module "
+                    f"or session runner, but {self.name} has loop_scope = "
+                    f"{self.loop_scope!r}, so it would never run for this class; "
+                    f"set loop_scope = 'module' (or 'session') on it"
+                )
+
+
+def config_of(cls: type) -> ClassConfig:
+    config: ClassConfig = cls.__dict__[CONFIG_ATTR]
+    return config
 
 
 _MISSING: Any = object()
@@ -196,17 +274,8 @@ def configure(cls: type, root: type, namespace: dict[str, Any]) -> None:
             f"loop_scope = {loop_scope!r} is not a scope; use one of "
             f"{', '.join(map(repr, LOOP_SCOPES))}",
         )
-    leaked = getattr(cls, "leaked_tasks", "fail")
-    if leaked not in LEAKED_TASKS:
-        raise _fail(
-            cls,
-            f"leaked_tasks = {leaked!r}; use one of "
-            f"{', '.join(map(repr, LEAKED_TASKS))}",
-        )
-    for name in ("timeout", "class_timeout"):
-        where = f"{cls.__module__}.{cls.__qualname__}.{name}"
-        timeout_value(getattr(cls, name, None), where)
-    env_timeout()  # read again by each test; a bad value fails at import already
+    for guard in GUARDS:
+        guard.check(cls, f"{cls.__module__}.{cls.__qualname__}")
     if loop_scope == "function":
         for name in _ASYNC_CLASS_HOOKS:
             if getattr(cls, name).__func__ is not getattr(root, name).__func__:
@@ -220,9 +289,9 @@ def configure(cls: type, root: type, namespace: dict[str, Any]) -> None:
     if loop_factory is not None and not callable(loop_factory):
         raise _fail(cls, f"loop_factory = {loop_factory!r} must be a callable or None")
 
-    setattr(
+    inherited = cls.__dict__.get(CONFIG_ATTR) or getattr(cls, CONFIG_ATTR, None)
+    config = ClassConfig(
         cls,
-        HOOKS_ATTR,
         frozenset(
             name
             # hooks left as the base class has them are not called at all
@@ -231,6 +300,7 @@ def configure(cls: type, root: type, namespace: dict[str, Any]) -> None:
             is not getattr(getattr(root, name), "__func__", getattr(root, name))
         ),
     )
+    setattr(cls, CONFIG_ATTR, config)
 
     declared = _declares(cls, root)
     keep = env_backend_filter()
@@ -260,10 +330,9 @@ def configure(cls: type, root: type, namespace: dict[str, Any]) -> None:
                 f"both run; set loop_scope = 'class', or keep one of them per "
                 f"run with {BACKENDS_ENV}",
             )
-        setattr(cls, PARAMETRISED_ATTR, True)
-        setattr(cls, BACKEND_ATTR, None)
+        config.parametrised = True
         cls.__test__ = False  # type: ignore[attr-defined]  # pytest: collect the generated classes
-        _set_skip(cls, None)
+        _set_skip(config, inherited, None)
         generated = {}
         if has_tests(cls):
             for backend in backends:
@@ -272,7 +341,6 @@ def configure(cls: type, root: type, namespace: dict[str, Any]) -> None:
         cls.anyio_backend_classes = generated  # type: ignore[attr-defined]
         return
 
-    setattr(cls, PARAMETRISED_ATTR, False)
     cls.anyio_backend_classes = {}  # type: ignore[attr-defined]  # not its parent's
     if "__test__" not in namespace:  # a user's own __test__ = False stands
         cls.__test__ = True  # type: ignore[attr-defined]
@@ -293,25 +361,27 @@ def configure(cls: type, root: type, namespace: dict[str, Any]) -> None:
                 (backend.name, {**backend.options, "loop_factory": loop_factory}),
                 f"{cls.__qualname__}.loop_factory",
             )
-    setattr(cls, BACKEND_ATTR, backend)
+    config.backend = backend
     reason = backend.unavailable_reason()
     if reason is None and not selected(backend, keep):
         reason = (
             f"{BACKENDS_ENV}={os.environ.get(BACKENDS_ENV)!r} excludes the "
             f"{backend.id} backend"
         )
-    _set_skip(cls, reason)
+    _set_skip(config, inherited, reason)
 
 
-def _set_skip(cls: type, reason: str | None) -> None:
+def _set_skip(
+    config: ClassConfig, inherited: ClassConfig | None, reason: str | None
+) -> None:
+    cls = config.cls
     if reason is not None:
         cls.__unittest_skip__ = True  # type: ignore[attr-defined]
         cls.__unittest_skip_why__ = reason  # type: ignore[attr-defined]
-        setattr(cls, SKIP_SET_ATTR, True)
-    elif getattr(cls, SKIP_SET_ATTR, False):
+        config.skip_set = True
+    elif inherited is not None and inherited.skip_set:
         # inherited from a class we skipped: this one can run
         cls.__unittest_skip__ = False  # type: ignore[attr-defined]
-        setattr(cls, SKIP_SET_ATTR, False)
 
 
 def _own_copy(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -345,8 +415,8 @@ def _generate(cls: type, backend: Backend, declaring: type) -> type:
     module = sys.modules.get(cls.__module__)
     if module is not None and "<locals>" not in qualname and "." not in qualname:
         existing = getattr(module, name, None)
-        if existing is not None and not getattr(
-            existing, "_anyio_unittest_generated", False
+        if existing is not None and not (
+            isinstance(existing, AnyIOTestCaseMeta) and config_of(existing).generated
         ):
             raise _fail(
                 cls,
@@ -354,7 +424,7 @@ def _generate(cls: type, backend: Backend, declaring: type) -> type:
                 f"{name}, but the module already has {name}; rename one of them",
             )
         setattr(module, name, generated)
-    generated._anyio_unittest_generated = True  # type: ignore[attr-defined]
+    config_of(generated).generated = True
     return generated
 
 
@@ -366,12 +436,14 @@ def _wrap_setup(cls: type, original: object) -> classmethod[Any, [], None]:
     user = original.__func__
 
     def setUpClass(klass: Any) -> None:
+        # the outermost setUpClass of the class being set up: the user's own,
+        # and its super() calls reach wrappers that do nothing more
         outermost = klass.setUpClass.__func__ is setUpClass
         if outermost:
-            klass._anyio_unittest_before_class_setup()
+            registry.before_class_set_up(klass, config_of(klass))
         user(klass)
         if outermost:
-            klass._anyio_unittest_after_class_setup()
+            registry.after_class_set_up(klass, config_of(klass))
 
     functools.update_wrapper(setUpClass, user)
     return classmethod(setUpClass)
@@ -386,7 +458,7 @@ def _wrap_teardown(cls: type, original: object) -> classmethod[Any, [], None]:
 
     def tearDownClass(klass: Any) -> None:
         if klass.tearDownClass.__func__ is tearDownClass:
-            klass._anyio_unittest_before_class_teardown()
+            registry.before_class_tear_down(klass, config_of(klass))
         user(klass)
 
     functools.update_wrapper(tearDownClass, user)
@@ -408,8 +480,13 @@ class AnyIOTestCaseMeta(type):
     ) -> None:
         super().__init__(name, bases, namespace, **kw)
         root = AnyIOTestCaseMeta._root
-        if root is None:  # AnyIOTestCase itself
+        if root is None:  # AnyIOTestCase itself: unittest's class hooks, wrapped
             AnyIOTestCaseMeta._root = cls
+            for name, wrap in (
+                ("setUpClass", _wrap_setup),
+                ("tearDownClass", _wrap_teardown),
+            ):
+                setattr(cls, name, wrap(cls, unittest.TestCase.__dict__[name]))
             return
         _check_methods(cls, namespace)
         # wrap first: configure() generates subclasses, which must inherit them;
@@ -425,7 +502,8 @@ class AnyIOTestCaseMeta(type):
 
     def __dir__(cls) -> list[str]:
         names = type.__dir__(cls)
-        if cls.__dict__.get(PARAMETRISED_ATTR):
+        config = cls.__dict__.get(CONFIG_ATTR)
+        if config is not None and config.parametrised:
             # unittest's and pytest's loaders list test methods with dir()
             prefix = unittest.TestLoader.testMethodPrefix
             names = [n for n in names if not n.startswith(prefix)]

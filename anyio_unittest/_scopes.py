@@ -22,6 +22,7 @@ Where runners end:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import contextvars
 import inspect
 import sys
@@ -30,16 +31,22 @@ import traceback
 import unittest
 from collections.abc import Awaitable, Callable
 from contextvars import Context, ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._backends import Backend
 from ._driver import Runner, ScopeTask
 from ._exceptions import (
     CallTimeout,
     ConfigurationError,
+    FirstInterrupt,
     LoopErrors,
     ScopeCancelled,
 )
+from ._guards import TIME_LIMITS
+from ._sigint import stop_run
+
+if TYPE_CHECKING:
+    from ._meta import ClassConfig
 
 # our frames are hidden from reported tracebacks: unittest's flag, and pytest's
 __unittest = True
@@ -292,7 +299,90 @@ class Registry:
         if errors:
             raise errors[0]
 
+    # tests ------------------------------------------------------------------
+
+    def open_test(
+        self, cls: type, config: ClassConfig, name: str
+    ) -> tuple[Runner, Context, bool]:
+        """What a test of *cls* (set up, if shared) runs on: its runner, a
+        context of its own, and whether the runner is the test's own (in
+        function scope, it is opened for the test and closed with it)."""
+        if config.loop_scope == "function":
+            assert config.backend is not None
+            return config.backend.open_runner(name), contextvars.copy_context(), True
+        scope = self.classes[cls]
+        stray = scope.runner.take_errors()
+        if stray:  # swallowed between tests: reported at the class's end
+            scope.stray_errors.extend(stray)
+        return scope.runner, scope.context.copy(), False
+
+    def fresh_module(self, module: str, loop_scope: str) -> bool:
+        """Whether a test of a class of *module* run alone must also set the
+        module up (and end it after)."""
+        return loop_scope in ("module", "session") and not any(
+            key[0] == module for key in self.modules
+        )
+
     # classes ----------------------------------------------------------------
+
+    def before_class_set_up(self, cls: type, config: ClassConfig) -> None:
+        """Before the class's own ``setUpClass``."""
+        config.check_runnable()
+        if config.loop_scope != "function":
+            # first on the class cleanup stack, so the runner closes last
+            cls.addClassCleanup(self.close_class, cls)  # type: ignore[attr-defined]
+
+    def after_class_set_up(self, cls: type, config: ClassConfig) -> None:
+        """After the class's own ``setUpClass``: its runner, ``asyncSetUpClass``."""
+        if config.loop_scope in ("function", "class"):
+            config.check_module_hooks()
+        if config.loop_scope == "function":
+            return
+        assert config.backend is not None
+        try:
+            self.open_class(
+                cls, config.backend, config.loop_scope, TIME_LIMITS.class_limit(cls)
+            )
+        except FirstInterrupt:  # in asyncSetUpModule
+            self._stop_run(cls)
+        if "asyncSetUpClass" in config.hooks:
+            self.class_call(cls, cls.asyncSetUpClass)  # type: ignore[attr-defined]
+
+    def before_class_tear_down(self, cls: type, config: ClassConfig) -> None:
+        """Before the class's own ``tearDownClass``: ``asyncTearDownClass``."""
+        if cls in self.classes and "asyncTearDownClass" in config.hooks:
+            self.class_call(cls, cls.asyncTearDownClass)  # type: ignore[attr-defined]
+
+    def class_call(
+        self, cls: type, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> Any:
+        """Run ``await fn(*args, **kwargs)`` on the class's runner."""
+        scope = self.classes.get(cls)
+        if scope is None:
+            raise RuntimeError(
+                f"{cls.__qualname__}: class-level async code can only run between "
+                f"setUpClass and the class cleanups"
+            )
+        limit = TIME_LIMITS.class_limit(cls)
+        try:
+            if kwargs:
+                return scope.call(await_result, fn, *args, timeout=limit, **kwargs)
+            return scope.call(fn, *args, timeout=limit)
+        except FirstInterrupt:
+            self._stop_run(cls)
+
+    def class_cleanup(
+        self,
+        cls: type,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        """An async class cleanup (``addAsyncClassCleanup``)."""
+        self.class_call(cls, await_result, fn, *args, **kwargs)
+
+    def _stop_run(self, cls: type) -> NoReturn:
+        stop_run(cls.doClassCleanups, self.close_all_on_interrupt)  # type: ignore[attr-defined]
 
     def open_class(
         self, cls: type, backend: Backend, loop_scope: str, limit: float | None
@@ -321,6 +411,23 @@ class Registry:
             scope.close()
 
     # everything -------------------------------------------------------------
+
+    def close_all_on_interrupt(self, result: object = None) -> None:
+        """Close every runner as the run stops for Ctrl-C. Not when pytest
+        drives the test (*result* is its item): it still tears its class
+        fixtures down (``tearDownClass``, class cleanups) and ends the session,
+        where the plugin closes them. A unittest run inside a pytest test is not
+        pytest's to tear down."""
+        pytest = sys.modules.get("pytest")
+        if result is None:
+            driven_by_pytest = self.pytest_ends_modules
+        else:
+            driven_by_pytest = pytest is not None and isinstance(result, pytest.Item)
+        if not driven_by_pytest:
+            # the Ctrl-C is what must reach the user: a runner that a second
+            # Ctrl-C hit in its own machinery must not replace it
+            with contextlib.suppress(Exception):
+                self.close_all()
 
     def _close_at_exit(self) -> None:
         try:

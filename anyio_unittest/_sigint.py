@@ -35,10 +35,11 @@ from __future__ import annotations
 import _signal  # type: ignore[import-not-found,unused-ignore]
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
-from ._exceptions import FirstInterrupt
+from ._exceptions import FirstInterrupt, Interrupted
 
 # our frames are hidden from reported tracebacks: unittest's flag, and pytest's
 __unittest = True
@@ -64,13 +65,18 @@ class Driver(Protocol):
         """Make the host raise ``KeyboardInterrupt`` from the loop driving *call*."""
 
 
+#: no Ctrl-C yet
+ARMED = "armed"
+#: a first Ctrl-C was handled: the next one is the second
+INTERRUPTED = "interrupted"
+
+
 class _Router:
     def __init__(self) -> None:
         self.users = 0
         self.previous: Any = None
         self.installed = False
-        #: a first Ctrl-C was handled: the next one is the second
-        self.interrupted = False
+        self.state = ARMED
         #: the runner driving a call, and that call (both None between calls)
         self.driver: Driver | None = None
         self.call: Driven | None = None
@@ -91,11 +97,11 @@ class _Router:
             if self.driver is not None:
                 self.driver.interrupt(self.call, False)
             return
-        if self.interrupted:
+        if self.state is INTERRUPTED:
             if self._abort():
                 return
             raise KeyboardInterrupt
-        self.interrupted = True
+        self.state = INTERRUPTED
         if self.driver is None:
             raise FirstInterrupt
         self.driver.interrupt(self.call, True)
@@ -136,9 +142,31 @@ class _Router:
         self.users -= 1
         if self.users == 0 and self.installed:
             self.installed = False
-            self.interrupted = False
+            self.state = ARMED
             if signal.getsignal(signal.SIGINT) == self.handler:
                 signal.signal(signal.SIGINT, self.previous)
+
+
+def as_test_error() -> Interrupted:
+    """A first Ctrl-C in a hook of a test, as an error of the test, so that
+    unittest goes on with its teardown and cleanups (the run stops after)."""
+    return Interrupted(
+        "interrupted by Ctrl-C: teardown and cleanups run, then the run stops"
+    )
+
+
+def stop_run(*steps: Callable[[], object]) -> NoReturn:
+    """A first Ctrl-C in class-level async code: stop the run as a plain Ctrl-C
+    does, but after *steps* (the class's cleanups, which unittest does not run
+    when a class hook raises ``KeyboardInterrupt``; closing the runners). A
+    second Ctrl-C still raises at once."""
+    try:
+        for step in steps:
+            step()
+    except Exception as exc:
+        raise KeyboardInterrupt from exc
+    # from None: a plain Ctrl-C, not one "during handling of" the first
+    raise KeyboardInterrupt from None
 
 
 #: ``signal.getsignal`` without its conversion of the result to an enum member,

@@ -29,7 +29,8 @@ from typing import Any, NamedTuple, TypeVar
 
 from typing_extensions import ParamSpec
 
-from ._driver import _PACKAGE_DIR, OWNER
+from ._driver import OWNER
+from ._frames import PACKAGE_DIR
 
 # our frames are hidden from reported tracebacks: unittest's flag, and pytest's
 __unittest = True
@@ -165,7 +166,7 @@ def describe_work(work: Work) -> str:
     frame = sys._current_frames().get(work.thread.ident or 0)
     stack = traceback.extract_stack(frame) if frame is not None else []
     ours = [
-        i for i, entry in enumerate(stack) if entry.filename.startswith(_PACKAGE_DIR)
+        i for i, entry in enumerate(stack) if entry.filename.startswith(PACKAGE_DIR)
     ]
     inner = stack[ours[-1] + 1 :] if ours else []
     where = f", at {inner[-1].filename}:{inner[-1].lineno}" if inner else ""

@@ -49,11 +49,10 @@ from ._driver import (
     Call,
     Runner,
     ScopeTask,
-    detach,
-    format_await_chain,
     library_mismatch,
 )
 from ._exceptions import RunnerConflictError, RunnerLeftBehind
+from ._frames import detach, format_await_chain
 
 # our frames are hidden from reported tracebacks: unittest's flag, and pytest's
 __unittest = True
@@ -86,6 +85,7 @@ class _Run:
     def __init__(self, options: dict[str, Any]) -> None:
         self.options = options
         self.owners: list[str] = []
+        self.views: list[TrioRunner] = []
         self.queue: queue.SimpleQueue[Callable[[], object]] = queue.SimpleQueue()
         self.request: Any = None
         self._closing: list[TrioScopeTask] = []
@@ -220,6 +220,9 @@ class _Run:
             self.left_behind = reason
             self.left_by_ctrl_c = ctrl_c
             self.left_by = list(self.owners)
+            for view in self.views:  # each owner's view of the run
+                view.left_behind = reason
+                view.left_by_ctrl_c = ctrl_c
             _LEFT_BEHIND.append(self)
             _sigint.router.release()
 
@@ -435,16 +438,9 @@ class TrioRunner(Runner):
                 f"the same trio options, or run them in separate processes"
             )
         run.owners.append(owner)
+        run.views.append(self)
         self.run = run
         self._closed = False
-
-    @property
-    def left_behind(self) -> str | None:
-        return self.run.left_behind
-
-    @property
-    def left_by_ctrl_c(self) -> bool:
-        return self.run.left_by_ctrl_c
 
     def leave_behind(self, reason: str, ctrl_c: bool = False) -> None:
         self.run.leave_behind(reason, ctrl_c)
@@ -483,6 +479,7 @@ class TrioRunner(Runner):
         self._closed = True
         run = self.run
         run.owners.remove(self.label)
+        run.views.remove(self)
         if not run.owners:
             if getattr(_local, "run", None) is run and run.left_behind is None:
                 _local.run = None

@@ -1,0 +1,248 @@
+"""Guard rails: what keeps a shared runner as trustworthy as a fresh one.
+
+Each guard rail is one object here, and follows one protocol: its class
+attributes are checked when a test class is defined (``check``), it looks at a
+test before it starts (``start``), and after the test's cleanups it says whether
+it found something (``pending``, cheap: every test asks) and reports it
+(``report``: the texts the test fails with). Adding a guard rail is adding a
+class here, to :data:`GUARDS`, and its attribute to ``AnyIOTestCase``.
+"""
+
+from __future__ import annotations
+
+import bdb
+import os
+import sys
+import traceback
+import warnings
+from typing import TYPE_CHECKING, Any
+
+from ._driver import GRACE, ScopeTask
+from ._exceptions import ConfigurationError, LeakedTaskWarning
+from ._frames import TASKS_SHOWN, describe_task
+from ._threads import describe_work
+
+if TYPE_CHECKING:
+    from ._testrun import TestRun
+
+# our frames are hidden from reported tracebacks: unittest's flag, and pytest's
+__unittest = True
+__tracebackhide__ = True
+
+
+class Guard:
+    """The protocol; a guard with nothing to do at a step keeps the default."""
+
+    def check(self, cls: type, where: str) -> None:
+        """Validate *cls*'s attributes (*where*: "module.Class"), or raise
+        ConfigurationError naming the class, the attribute and the fix."""
+
+    def start(self, run: TestRun) -> None:
+        """Before the test's first hook."""
+
+    def pending(self, run: TestRun) -> Any:
+        """After the test's cleanups: what there is to report (falsy: nothing)."""
+        return None
+
+    def report(self, run: TestRun, found: Any) -> list[str]:
+        """What *pending* found, as the texts the test fails with (or warns)."""
+        return []
+
+
+# -- time limits ------------------------------------------------------------------
+
+TIMEOUT_ENV = "ANYIO_UNITTEST_TIMEOUT"
+#: set on a test method by the ``timeout()`` decorator
+TIMEOUT_ATTR = "__anyio_unittest_timeout__"
+
+
+def timeout_value(value: object, where: str) -> float | None:
+    if value is None:
+        return None
+    # "not > 0" also rejects NaN
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigurationError(
+            f"{where} = {value!r}: a timeout is a positive number of seconds, "
+            f"or None for no limit"
+        )
+    return float(value)
+
+
+def env_timeout() -> float | None:
+    raw = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not raw or raw.lower() == "none":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:  # NaN too
+        raise ConfigurationError(
+            f"{TIMEOUT_ENV}={raw!r}: give a positive number of seconds (or unset it)"
+        )
+    return value
+
+
+def under_debugger() -> bool:
+    """pdb (or another bdb debugger), or PyCharm's and VS Code's pydevd."""
+    trace = sys.gettrace()
+    return "pydevd" in sys.modules or isinstance(
+        getattr(trace, "__self__", None), bdb.Bdb
+    )
+
+
+class TimeLimits(Guard):
+    """``timeout`` for a test's async phases, ``class_timeout`` for class-level
+    steps. The limits themselves are kept by the driver (real seconds)."""
+
+    def check(self, cls: type, where: str) -> None:
+        for name in ("timeout", "class_timeout"):
+            timeout_value(getattr(cls, name, None), f"{where}.{name}")
+        env_timeout()  # read again by each class; a bad value fails at import
+
+    @staticmethod
+    def class_limit(cls: type) -> float | None:
+        if under_debugger():
+            return None
+        return timeout_value(getattr(cls, "class_timeout", None), "class_timeout")
+
+
+# -- tasks and threads a test leaves running ----------------------------------------
+
+LEAKED_TASKS = ("fail", "warn", "cancel", "ignore")
+
+
+class LeftRunning(Guard):
+    """``leaked_tasks``: tasks and worker threads a test leaves running."""
+
+    def check(self, cls: type, where: str) -> None:
+        value = getattr(cls, "leaked_tasks", "fail")
+        if value not in LEAKED_TASKS:
+            raise ConfigurationError(
+                f"{where}: leaked_tasks = {value!r}; use one of "
+                f"{', '.join(map(repr, LEAKED_TASKS))}"
+            )
+
+    def pending(self, run: TestRun) -> Any:
+        if run.function_scope:
+            return True  # its leftovers are ended in the test, whatever the policy
+        if run.case.leaked_tasks == "ignore":  # type: ignore[attr-defined]
+            return None
+        task = run.task
+        return task.leaked_tasks() or run.runner.busy_threads(task.marker)
+
+    def report(self, run: TestRun, found: Any) -> list[str]:
+        task = run.task
+        ignore = run.config.leaked_tasks == "ignore"
+        if run.function_scope:
+            # the runner closes with the test: end its tasks now, inside the
+            # test, so that what they raise is reported here; give its threads
+            # the time a runner's close gives them
+            problems = ended(*task.cancel_tasks(task.leaked_tasks(everything=True)))
+            threads = run.runner.busy_threads(task.marker, GRACE)
+        else:
+            problems = []
+            leaked = task.leaked_tasks()
+            if leaked:
+                problems += self.tasks(run, leaked)
+            threads = run.runner.busy_threads(task.marker)
+        if threads and not ignore:
+            problems += self.threads(run, threads)
+        return problems
+
+    def check_example(self, run: TestRun, task: ScopeTask) -> list[str]:
+        """An example of a Hypothesis test, in a scope task of its own."""
+        if run.function_scope or run.config.leaked_tasks == "ignore":
+            return []
+        leaked = task.leaked_tasks()
+        return self.tasks(run, leaked, task) if leaked else []
+
+    def tasks(
+        self, run: TestRun, leaked: list[Any], task: ScopeTask | None = None
+    ) -> list[str]:
+        task = task or run.task
+        policy = run.config.leaked_tasks
+        names = "\n".join(
+            "  "
+            + describe_task(
+                t.get_name() if hasattr(t, "get_name") else t.name,
+                t.get_coro() if hasattr(t, "get_coro") else t.coro,
+            )
+            for t in leaked[:TASKS_SHOWN]
+        )
+        if len(leaked) > TASKS_SHOWN:
+            names += f"\n  ... and {len(leaked) - TASKS_SHOWN} more"
+        cancelled = run.runner.can_cancel_tasks
+        raised = ended(*task.cancel_tasks(leaked)) if cancelled else []
+        fate = (
+            "they were cancelled"
+            if cancelled
+            else "trio can only cancel them through their nursery, so they go on"
+        )
+        text = (
+            f"{run.case.id()} left {len(leaked)} task(s) running ({fate}; set "
+            f"leaked_tasks = 'ignore' on {run.config.name} if they are "
+            f"meant to outlive the test, or start them in asyncSetUpClass):\n{names}"
+        )
+        if policy == "fail":
+            return [text, *raised]
+        if policy == "warn" or not cancelled:
+            # "cancel" can't be honoured on trio: say so rather than stay silent
+            warnings.warn(LeakedTaskWarning(text), stacklevel=1)
+        return raised
+
+    def threads(self, run: TestRun, threads: list[Any]) -> list[str]:
+        names = "\n".join(f"  {describe_work(work)}" for work in threads)
+        text = (
+            f"{run.case.id()} left {len(threads)} worker thread(s) running (a "
+            f"thread can't be cancelled: it goes on, and the process won't wait "
+            f"for it at exit; set leaked_tasks = 'ignore' on {run.config.name} "
+            f"if that is meant, or await what runs there):\n{names}"
+        )
+        if run.config.leaked_tasks == "fail":
+            return [text]
+        warnings.warn(LeakedTaskWarning(text), stacklevel=1)
+        return []
+
+
+def ended(raised: list[BaseException], stuck: list[Any]) -> list[str]:
+    """What cancelling a test's leftover tasks found: what they raised, and
+    those that ignored their cancellation."""
+    problems = [
+        "a leftover task raised, while it was being cancelled:\n"
+        + "".join(traceback.format_exception(type(e), e, e.__traceback__))
+        for e in raised
+    ]
+    if stuck:
+        names = "\n".join(
+            f"  {describe_task(t.get_name(), t.get_coro())}" for t in stuck
+        )
+        problems.append(
+            f"{len(stuck)} leftover task(s) had not ended {GRACE:g} s after their "
+            f"cancellation, so their runner is left behind:\n{names}"
+        )
+    return problems
+
+
+# -- errors the loop only logs ------------------------------------------------------
+
+
+class SwallowedErrors(Guard):
+    """Errors the event loop only logs (asyncio) fail the test they happened in."""
+
+    def pending(self, run: TestRun) -> Any:
+        return run.runner.take_errors()
+
+    def report(self, run: TestRun, found: Any) -> list[str]:
+        errors = [*found, *run.runner.take_errors()]
+        return [
+            "the event loop swallowed these errors during the test:\n\n"
+            + "\n".join(errors)
+        ]
+
+
+TIME_LIMITS = TimeLimits()
+LEFT_RUNNING = LeftRunning()
+GUARDS: tuple[Guard, ...] = (TIME_LIMITS, LEFT_RUNNING, SwallowedErrors())
+#: the guards that look at a test after it: asked in this order
+AFTER = tuple(g for g in GUARDS if type(g).pending is not Guard.pending)
