@@ -43,7 +43,6 @@ from ._driver import (
     Call,
     Runner,
     ScopeTask,
-    library_mismatch,
 )
 from ._frames import detach, format_await_chain
 from ._threads import Work, WorkerThreads
@@ -115,9 +114,7 @@ class AsyncioScopeTask(ScopeTask):
     async def _main(self, call: Call | None) -> None:
         runner = self.runner
         loop = runner.loop
-        if runner.mismatch is _UNCHECKED:
-            runner.mismatch = library_mismatch("asyncio")
-        mismatch = runner.mismatch
+        mismatch = self.runner.library_mismatch()
         if runner.scope_class is None:
             # anyio.CancelScope() looks its backend up at each call; the class
             # it makes is looked up once (with a running loop)
@@ -262,7 +259,6 @@ def _copy_in(context: Context) -> None:
 
 
 _MISSING = object()
-_UNCHECKED = object()
 
 
 def _loop_running() -> bool:
@@ -314,8 +310,6 @@ class AsyncioRunner(Runner):
         self._errors: list[str] = []
         self.closing = False
         self._released = False
-        #: library_mismatch(), looked at by the first scope task
-        self.mismatch: Any = _UNCHECKED
         #: the class anyio.CancelScope() makes on asyncio, once known
         self.scope_class: Any = None
         loop.set_exception_handler(self._record_error)

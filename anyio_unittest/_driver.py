@@ -205,6 +205,9 @@ class ScopeTask:
         raise NotImplementedError
 
 
+_UNCHECKED = object()
+
+
 class Runner:
     """One event loop or trio run; the backend supplies the primitives."""
 
@@ -217,6 +220,16 @@ class Runner:
     label = ""
     #: why nothing runs on it any more (None: it is usable)
     left_behind: str | None = None
+    _mismatch: Any = _UNCHECKED
+
+    def library_mismatch(self) -> str | None:
+        """Why every call of this runner must fail, if the async library
+        detected in it is not its own (see :func:`library_mismatch`). Called
+        by its scope tasks; it looks once."""
+        if self._mismatch is _UNCHECKED:
+            self._mismatch = library_mismatch(self.backend)
+        return self._mismatch  # type: ignore[no-any-return]
+
     #: a second Ctrl-C left it behind (not a stuck call)
     left_by_ctrl_c = False
 

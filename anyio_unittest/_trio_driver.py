@@ -9,14 +9,14 @@ while it waits for a call to finish. Between calls nothing is pumped and the run
 is frozen, as an asyncio loop is between ``run_until_complete`` calls.
 
 Handing a call to the run must not cost a thread hop. ``TrioToken.run_sync_soon``
-would wake trio's I/O thread, which then hands the next tick back to us (~30 µs a
-call). Instead, the task that finished the last call (the run's main task before
-the first call) stays runnable, looping on ``checkpoint()``, and so the next tick
-is always in our queue when the host stops pumping. The next call only sets a
-field and resumes pumping: if it is for that same task, it runs in the very next
-tick; otherwise that task performs the request (spawning or waking the target)
-and parks. It only ever spins while the host is not pumping, so a test waiting on
-I/O or a timer never meets a busy loop.
+would wake trio's I/O thread, which then hands the next tick back to us: a
+thread hop at every call. Instead, the task that finished the last call (the
+run's main task before the first call) stays runnable, looping on
+``checkpoint()``, and so the next tick is always in our queue when the host stops
+pumping. The next call only sets a field and resumes pumping: if it is for that
+same task, it runs in the very next tick; otherwise that task performs the
+request (spawning or waking the target) and parks. It only ever spins while the
+host is not pumping, so a test waiting on I/O or a timer never meets a busy loop.
 
 Scope tasks are system tasks because only ``spawn_system_task`` takes the
 context to run in (``Nursery.start_soon`` copies the caller's). They catch every
@@ -49,7 +49,6 @@ from ._driver import (
     Call,
     Runner,
     ScopeTask,
-    library_mismatch,
 )
 from ._exceptions import RunnerConflictError, RunnerLeftBehind
 from ._frames import detach, format_await_chain
@@ -59,7 +58,6 @@ __unittest = True
 __tracebackhide__ = True
 
 _STOP = object()
-_UNCHECKED = object()
 
 
 class _Spawns(trio.abc.Instrument):
@@ -94,8 +92,6 @@ class _Run:
         self.scope_tasks: set[trio.lowlevel.Task] = set()
         self.root: trio.lowlevel.Task | None = None
         self.spawns = _Spawns()
-        #: library_mismatch(), looked at by the first scope task
-        self.mismatch: Any = _UNCHECKED
         self._main_wakeup: trio.Event | None = None
         self._stopping = False
         #: the host is pumping: a call handed over now comes from inside the run
@@ -336,9 +332,7 @@ class TrioScopeTask(ScopeTask):
         run = self._run
         me = self._trio_task = trio.lowlevel.current_task()
         run.scope_tasks.add(me)
-        if run.mismatch is _UNCHECKED:
-            run.mismatch = library_mismatch("trio")
-        mismatch = run.mismatch
+        mismatch = self.runner.library_mismatch()
         with trio.CancelScope() as scope:
             self._scope = scope
             while call is not None:
