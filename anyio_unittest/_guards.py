@@ -37,8 +37,9 @@ class Guard:
         """Validate *cls*'s attributes (*where*: "module.Class"), or raise
         ConfigurationError naming the class, the attribute and the fix."""
 
-    def start(self, run: TestRun) -> None:
-        """Before the test's first hook."""
+    def start(self, run: TestRun) -> Any:
+        """Before the test's first hook. What it returns is the guard's state
+        for this test, kept in ``run.states[guard]`` (None: none is kept)."""
 
     def pending(self, run: TestRun) -> Any:
         """After the test's cleanups: what there is to report (falsy: nothing)."""
@@ -52,6 +53,7 @@ class Guard:
 # -- time limits ------------------------------------------------------------------
 
 TIMEOUT_ENV = "ANYIO_UNITTEST_TIMEOUT"
+_MISSING: Any = object()
 #: set on a test method by the ``timeout()`` decorator
 TIMEOUT_ATTR = "__anyio_unittest_timeout__"
 
@@ -99,6 +101,19 @@ class TimeLimits(Guard):
         for name in ("timeout", "class_timeout"):
             timeout_value(getattr(cls, name, None), f"{where}.{name}")
         env_timeout()  # read again by each class; a bad value fails at import
+
+    @staticmethod
+    def test_limit(cls: type, method: object) -> float | None:
+        """The limit of a test's async phases: its method's decorator's, else
+        the environment's, else the class's; none under a debugger (stepping
+        through a test must not fail it). Worked out with the test's
+        ``MethodInfo``, before its run: the plan of the run depends on it."""
+        limit = getattr(method, TIMEOUT_ATTR, _MISSING)
+        if limit is _MISSING:
+            limit = env_timeout()
+            if limit is None:
+                limit = getattr(cls, "timeout", None)
+        return None if limit is None or under_debugger() else limit
 
     @staticmethod
     def class_limit(cls: type) -> float | None:
@@ -246,3 +261,5 @@ LEFT_RUNNING = LeftRunning()
 GUARDS: tuple[Guard, ...] = (TIME_LIMITS, LEFT_RUNNING, SwallowedErrors())
 #: the guards that look at a test after it: asked in this order
 AFTER = tuple(g for g in GUARDS if type(g).pending is not Guard.pending)
+#: the guards that look at a test before it
+BEFORE = tuple(g for g in GUARDS if type(g).start is not Guard.start)

@@ -24,7 +24,7 @@ from ._backends import (
     selected,
 )
 from ._exceptions import ConfigurationError
-from ._guards import GUARDS, TIMEOUT_ATTR, env_timeout
+from ._guards import GUARDS, TIME_LIMITS
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -60,7 +60,7 @@ class MethodInfo:
     __slots__ = ("hypothesis", "limit", "mergeable")
 
     def __init__(self, limit: float | None, hypothesis: bool, mergeable: bool):
-        #: its time limit: its decorator's, else the environment's, else the class's
+        #: its time limit (see TimeLimits.test_limit)
         self.limit = limit
         #: Hypothesis drives it (``@given``)
         self.hypothesis = hypothesis
@@ -74,7 +74,6 @@ class ClassConfig:
     __slots__ = (
         "backend",
         "cls",
-        "default_limit",
         "generated",
         "hooks",
         "loop_scope",
@@ -98,8 +97,6 @@ class ClassConfig:
         self.generated = False
         #: the package marked it skipped (uvloop missing, a backend filtered out)
         self.skip_set = False
-        #: the time limit of a test without its own decorator (once known)
-        self.default_limit: Any = _MISSING
 
     @property
     def leaked_tasks(self) -> str:
@@ -110,14 +107,7 @@ class ClassConfig:
         cls = self.cls
         name = case._testMethodName
         method = case.__dict__.get(name) or getattr(cls, name, None)
-        limit = getattr(method, TIMEOUT_ATTR, _MISSING)
-        if limit is _MISSING:
-            limit = self.default_limit
-            if limit is _MISSING:
-                # the environment's limit, else the class's: once per class
-                limit = self.default_limit = env_timeout()
-                if limit is None:
-                    limit = self.default_limit = getattr(cls, "timeout", None)
+        limit = TIME_LIMITS.test_limit(cls, method)
         hypothesis = bool(getattr(method, "is_hypothesis_test", False))
         code = getattr(getattr(method, "__func__", method), "__code__", None)
         mergeable = (

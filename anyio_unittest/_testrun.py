@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._exceptions import CallStuck, CallTimeout, FirstInterrupt, Interrupted
 from ._frames import hide_own_frames
-from ._guards import AFTER, LEFT_RUNNING, under_debugger
+from ._guards import AFTER, BEFORE, LEFT_RUNNING
 from ._scopes import await_object, registry
 from ._sigint import as_test_error
 
@@ -51,6 +51,7 @@ class TestRun:
         "phases_interrupted",
         "runner",
         "set_up_failed",
+        "states",
         "stop",
         "stuck",
         "task",
@@ -64,8 +65,8 @@ class TestRun:
         self.config = config
         self.method = method
         self.function_scope = config.loop_scope == "function"
-        #: the limit of its async phases (set by the time-limit guard)
-        self.limit: float | None = None
+        #: the limit of its async phases
+        self.limit = method.limit
         self.deadline: float | None = None
         #: a call of it did not end after its limit: its runner is left behind
         self.stuck = False
@@ -77,6 +78,8 @@ class TestRun:
         self.set_up_failed = False
         self.tear_down_error: BaseException | None = None
         self.phases_interrupted = False
+        #: what the guard rails that look before the test keep for it
+        self.states = {guard: guard.start(self) for guard in BEFORE} if BEFORE else {}
         name = f"test {case.id()}"
         self.runner, self.context, self.owns_runner = registry.open_test(
             type(case), config, name
@@ -295,20 +298,15 @@ def open_run(case: unittest.TestCase, merge: bool) -> TestRun:
     if config.parametrised:
         config.check_runnable()
     method = config.method(case)
-    limit = method.limit
-    if limit is not None and under_debugger():
-        limit = None  # stepping through a test must not fail it
     # one entry into the loop for asyncSetUp, the test and asyncTearDown: not
     # with a time limit, which has two budgets to keep apart
     merged = (
         merge
         and method.mergeable
-        and limit is None
         and ("asyncSetUp" in config.hooks or "asyncTearDown" in config.hooks)
+        and method.limit is None
     )
-    run = (MergedRun if merged else TestRun)(case, config, method)
-    run.limit = limit
-    return run
+    return (MergedRun if merged else TestRun)(case, config, method)
 
 
 async def _phases(run: TestRun, test: Awaitable[Any]) -> Any:
