@@ -4,7 +4,7 @@ mechanisms users would otherwise pick, and the bare mechanism.
 From the repository root (the ``test`` extra has all it needs)::
 
     python benchmarks/bench.py              # default rows, 2000 tests, 5 repetitions
-    python benchmarks/bench.py --tests 500 --repeat 3 --rows 'anyio-*-class*'
+    python benchmarks/bench.py --tests 500 --repeat 3 --no-write --rows 'anyio-*'
     python benchmarks/bench.py --list       # every row; module/session on request
     python benchmarks/bench.py --memory     # peak memory, 2,000 vs 20,000 tests
     python benchmarks/bench.py --profile anyio-trio-class
@@ -195,7 +195,9 @@ def pytest_rows() -> list[Row]:
 def all_rows() -> list[Row]:
     nodebug = m.NoDebugIsolatedAsyncioTestCase
     groups = {
-        "floor": [Row(FLOOR, "stdlib", unittest.TestCase, label="sync TestCase")],
+        "floor": [
+            Row(FLOOR, "stdlib", unittest.TestCase, label="sync unittest.TestCase")
+        ],
         "asyncio": [
             Row("isolated", "stdlib", unittest.IsolatedAsyncioTestCase),
             Row("isolated-nodebug", "stdlib", nodebug, vs="isolated"),
@@ -205,9 +207,8 @@ def all_rows() -> list[Row]:
         "uvloop": [
             ours("uvloop", s, f"anyio-asyncio-{s}", default=s in ("function", "class"))
             for s in ("function", "class", "module", "session")
-        ]
-        if importlib.util.find_spec("uvloop")
-        else [],
+            if importlib.util.find_spec("uvloop")
+        ],
         "pytest": pytest_rows(),
     }
     for group, rows in groups.items():
