@@ -1,57 +1,49 @@
-"""The cost of a trivial async test, beside the stdlib and the pytest plugins.
+"""What a trivial async test costs: AnyIOTestCase beside the stdlib, the
+mechanisms users would otherwise pick, and the bare mechanism.
 
-Run from the repository root (needs only the ``test`` extra)::
+From the repository root (the ``test`` extra has all it needs)::
 
-    python benchmarks/bench.py              # the table: 2000 tests, 5 repetitions
-    python benchmarks/bench.py --tests 500 --repeat 3 --rows 'anyio-*-class*'
+    python benchmarks/bench.py              # default rows, 2000 tests, 5 repetitions
+    python benchmarks/bench.py --tests 500 --repeat 3 --no-write --rows 'anyio-*'
+    python benchmarks/bench.py --list       # every row; module/session on request
     python benchmarks/bench.py --memory     # peak memory, 2,000 vs 20,000 tests
-    python benchmarks/bench.py --profile anyio-asyncio-class
+    python benchmarks/bench.py --profile anyio-trio-class
 
 How it measures:
 
-* Every row is a suite of N trivial tests (``pass``), all in one class unless
-  ``--per-class`` says otherwise, built in memory with ``type()``. The classes
-  live in real modules registered in ``sys.modules`` (unittest looks a test's
-  module up there for module fixtures; ``loop_scope = "module"`` needs them).
-* In-process rows are timed around ``unittest.TextTestRunner(stream=<null>,
-  verbosity=0).run(suite)``: class and module fixtures, runner start and close
-  are included, building the suite is not. Each row is warmed up once first;
-  a sample of a fast row is the mean of as many runs of its suite as make it
-  last MIN_SAMPLE seconds, so that one scheduler stall doesn't double it.
-* pytest rows run ``python -m pytest`` in a subprocess each time. The time is
-  measured inside that process by a small plugin that wraps
-  ``pytest_runtestloop`` (first test's setup to last test's teardown), so
-  interpreter start-up, imports and collection are left out, as they are for
-  the in-process rows; the plugin also counts the passed tests, and a run that
-  did not pass all N is an error, never a number.
-* Reference rows (``ref-*``) run the bare mechanism with no library code: a
-  loop kept open, entered once per test (asyncio: ``run_forever()`` stopped by
-  the test's task; trio: one guest-run tick, two with a task per test). They
-  are the least any design that enters the loop per test can cost, and show
-  how much of a row's cost is ours.
-* Repetitions are interleaved (each repetition runs every row once), so a burst
-  of load on a shared machine hits all rows alike; the table gives the median
-  and the min-max spread, and ratios: to the floor (sync ``unittest.TestCase``;
-  each in-process sample over a floor sample taken right before it, the median
-  of those) and to the peer (``IsolatedAsyncioTestCase`` as shipped; medians).
-  pytest rows are compared with their pytest counterparts (a sync
-  ``unittest.TestCase`` and ``IsolatedAsyncioTestCase`` under pytest).
+* A row is N trivial tests (``pass``) in one class, made with ``type()`` in a
+  module registered in ``sys.modules`` (where unittest finds module fixtures).
+  ``peer-*`` rows are what users would otherwise write (one loop per class and
+  ``run_until_complete``; anyio's own test runner, per class or per test);
+  ``ref-*`` rows are the bare mechanism without library code, the least any
+  design that enters a loop kept open once per test pays.
+* In-process rows are timed around ``unittest.TextTestRunner().run(suite)``:
+  fixtures and opening and closing runners count, building the suite does not.
+  Before each sample, 20 tests of the row run untimed (warm caches); a sample
+  lasts at least MIN_SAMPLE seconds (a fast row's suite runs several times,
+  averaged), so that one stall of the scheduler does not double it.
+* pytest rows run ``python -m pytest`` in a subprocess per sample; a small
+  plugin around ``pytest_runtestloop`` times the tests inside it (start-up,
+  imports and collection left out) and counts them: fewer than N passed is an
+  error, never a number. Each pytest row loads only its own async plugin.
+* Repetitions are interleaved, each running every row once, so drift and bursts
+  of load hit all rows alike. The table gives the median and the min-max.
+* Ratios are paired: each in-process sample is taken right after a sample of
+  the floor (sync ``unittest.TestCase``). A row's "x floor" is the median of its
+  sample / floor-sample ratios; a ratio between two in-process rows (the
+  comparison column, the targets) is the quotient of their "x floor", so each
+  side is set against the machine as fast as it was then. pytest rows (a
+  process per sample: nothing to pair) compare medians.
 
-``IsolatedAsyncioTestCase`` with debug mode off: the stdlib forces
-``asyncio.Runner(debug=True)`` and offers no switch; overriding
-``_setupAsyncioRunner`` would rely on a private method. Instead the row gives it
-an event loop whose ``set_debug()`` keeps debug mode off: through the public
-``loop_factory`` class attribute on Python 3.13+, and on 3.10-3.12 through an
-event loop policy installed only while that row runs (``asyncio.Runner`` and
-3.10's ``asyncio.new_event_loop()`` both ask the policy for the loop). Everything
-else about the class is as shipped.
+Not pyperf: it runs one benchmark to the end at a time, in worker processes it
+calibrates itself, so it can neither interleave rows nor pair a sample with a
+floor sample taken just before, which is what keeps ratios steady on a machine
+whose speed drifts (``python -m pyperf system tune`` still helps on your own).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import datetime
 import fnmatch
 import gc
@@ -65,1404 +57,700 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 import types
 import unittest
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points, version
 from pathlib import Path
-from queue import SimpleQueue
 from typing import Any
 
-import trio
-
 ROOT = Path(__file__).resolve().parent.parent
-if __package__ in (None, ""):
-    # ``python benchmarks/bench.py``: benchmark the checkout, not an installed copy
+if __package__ in (None, ""):  # ``python benchmarks/bench.py``: this checkout
     sys.path.insert(0, str(ROOT))
 
-import anyio_unittest  # noqa: E402
-from anyio_unittest import AnyIOTestCase  # noqa: E402
+from anyio_unittest import AnyIOTestCase, __version__  # noqa: E402
+from anyio_unittest._scopes import registry  # noqa: E402
+from benchmarks import mechanisms as m  # noqa: E402
 
-HAS_UVLOOP = importlib.util.find_spec("uvloop") is not None
-HAS_PYTEST_ASYNCIO = importlib.util.find_spec("pytest_asyncio") is not None
+FLOOR, PYTEST_FLOOR = "unittest-sync", "pytest-unittest-sync"
+MIN_SAMPLE = 0.25  # seconds an in-process sample lasts at least
+WARM = 20  # tests run untimed before each sample
 
-#: the issue's targets: (row key, compared with, at most this ratio)
-TARGETS: list[tuple[str, str, float]] = [
-    *[(f"anyio-asyncio-{s}", "floor", 2.0) for s in ("class", "module", "session")],
-    *[
-        (f"anyio-asyncio-{s}-hooks", "floor", 2.5)
-        for s in ("class", "module", "session")
-    ],
-    *[(f"anyio-trio-{s}", "floor", 2.5) for s in ("class", "module", "session")],
-    ("anyio-asyncio-function", "peer", 0.25),
-    ("anyio-asyncio-function", "isolated-nodebug", 1.0),
-]
-FLOOR = "unittest-sync"
-PEER = "isolated"
-PYTEST_FLOOR = "pytest-unittest-sync"
-PYTEST_PEER = "pytest-isolated"
+# -- rows ---------------------------------------------------------------------------
 
 
-# -- rows ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
+@dataclass
 class Row:
-    """One configuration of the table."""
-
     key: str
-    label: str
-    #: "sync", "isolated", "isolated-nodebug", "reference", "anyio" (in
-    #: process), or "pytest"
-    kind: str
-    backend: str | None = None  # "asyncio", "trio" or "uvloop"
-    loop_scope: str | None = None
-    hooks: bool = False
-    #: for pytest rows: which suite file ("unittest-sync", "anyio_unittest", ...)
-    suite: str | None = None
+    kind: str  # ours, peer, ref or stdlib: the chart's colours
+    base: type[unittest.TestCase] | None = None  # in process: the suite's base
+    attrs: dict[str, Any] = field(default_factory=dict)  # its class attributes
+    vs: str | None = None  # the row of the comparison column
+    label: str = ""  # default: the first line of base's docstring
+    hooks: bool = False  # asyncSetUp and asyncTearDown defined
+    default: bool = True  # run when --rows is not given
+    source: str = ""  # pytest rows: the test module, tests left out
+    plugins: tuple[str, ...] = ()  # pytest rows: the async plugins left on
+    group: str = ""  # the table's section
+
+    def __post_init__(self) -> None:
+        if not self.label and self.base is not None:
+            self.label = (self.base.__doc__ or self.base.__name__).split("\n")[0]
+        self.label += " + asyncSetUp/asyncTearDown" if self.hooks else ""
 
 
-def all_rows() -> list[Row]:
+def ours(b: str, scope: str, vs: str, hooks: bool = False, default: bool = True) -> Row:
+    spec: Any = ("asyncio", {"use_uvloop": True}) if b == "uvloop" else b
+    key, attrs = f"anyio-{b}-{scope}" + "-hooks" * hooks, {"anyio_backend": spec}
+    attrs["loop_scope"] = scope
+    label = f"AnyIOTestCase, loop_scope={scope}"
+    return Row(key, "ours", AnyIOTestCase, attrs, vs, label, hooks, default)
+
+
+REFS: dict[str, dict[str, type[m.Bridge]]] = {
+    "asyncio": {
+        "task-per-test": m.AsyncioTaskPerTest,
+        "shared-task": m.AsyncioSharedTask,
+    },
+    "trio": {"task-per-test": m.TrioTaskPerTest, "shared-task": m.TrioSharedTask},
+}
+
+
+def refs(b: str, vs: str, hooks: bool = False) -> list[Row]:
+    attrs, end = ({"entry": m.Bridge.phases}, "-hooks") if hooks else ({}, "")
+    return [
+        Row(f"ref-{b}-{name}{end}", "ref", base, attrs, vs, hooks=hooks)
+        for name, base in REFS[b].items()
+    ]
+
+
+def backend_rows(b: str) -> list[Row]:
+    """AnyIOTestCase on *b*, each row followed by the peers and references it meets."""
+    cls, runner, on_asyncio = f"anyio-{b}-class", {"backend": b}, b == "asyncio"
+    per_class = f"peer-anyio-runner-{b}-class"
+    loop_per_class = Row("peer-asyncio-run-until-complete", "peer", m.LoopPerClass)
+    return [
+        ours(b, "function", f"peer-anyio-runner-{b}-function"),
+        Row(f"peer-anyio-runner-{b}-function", "peer", m.AnyioRunnerPerTest, runner),
+        ours(b, "class", loop_per_class.key if on_asyncio else per_class),
+        ours(b, "module", cls, default=False),
+        ours(b, "session", cls, default=False),
+        *([loop_per_class] if on_asyncio else []),
+        Row(per_class, "peer", m.AnyioRunnerPerClass, runner),
+        *refs(b, cls),
+        ours(b, "class", cls, hooks=True),
+        *(refs(b, f"{cls}-hooks", hooks=True) if on_asyncio else []),
+    ]
+
+
+UNITTEST_SOURCE = "import unittest\nclass TestBench(unittest.TestCase):\n"
+ANYIO_CLASS_SOURCE = """from anyio_unittest import AnyIOTestCase
+class TestBench(AnyIOTestCase):
+    anyio_backend = "{b}"
+    loop_scope = "class"
+"""
+ANYIO_PLUGIN_SOURCE = """import pytest
+pytestmark = pytest.mark.anyio
+@pytest.fixture(scope="module")
+def anyio_backend():
+    return "{b}"
+@pytest.fixture(scope="class", autouse=True)
+async def hold_runner():  # anyio's plugin keeps its runner open while one lives
+    yield
+class TestBench:
+"""
+PYTEST_ASYNCIO_SOURCE = """import pytest
+@pytest.mark.asyncio(loop_scope="class")
+class TestBench:
+"""
+
+
+def pytest_rows() -> list[Row]:
+    fns = "pytest-functions-sync"
+    # fmt: off
     rows = [
-        Row(FLOOR, "unittest.TestCase (sync floor)", "sync"),
-        Row(PEER, "IsolatedAsyncioTestCase (as shipped, debug on)", "isolated"),
-        Row(
-            "isolated-nodebug",
-            "IsolatedAsyncioTestCase, debug off",
-            "isolated-nodebug",
-        ),
+        Row(PYTEST_FLOOR, "stdlib", label="sync unittest.TestCase",
+            source=UNITTEST_SOURCE),
+        Row(fns, "stdlib", vs=PYTEST_FLOOR, label="plain sync test functions",
+            source="class TestBench:\n"),
+        *[Row(f"pytest-anyio-{b}-class", "ours", vs=f"pytest-anyio-plugin-{b}-class",
+              label=f"AnyIOTestCase {b}, loop_scope=class",
+              source=ANYIO_CLASS_SOURCE.format(b=b), plugins=("anyio_unittest",))
+          for b in ("asyncio", "trio")],
+        *[Row(f"pytest-anyio-plugin-{b}-class", "peer", vs=fns,
+              label=f"anyio plugin {b}, class-scoped async fixture",
+              source=ANYIO_PLUGIN_SOURCE.format(b=b), plugins=("anyio",))
+          for b in ("asyncio", "trio")],
     ]
-    for key, (label, backend) in REFERENCES.items():
-        rows.append(Row(key, f"reference, no library: {label}", "reference", backend))
-        if backend == "asyncio":  # the one backend with a target for hooks
-            rows.append(
-                Row(
-                    f"{key}-hooks",
-                    f"reference, no library: {label} + asyncSetUp/asyncTearDown",
-                    "reference",
-                    backend,
-                    hooks=True,
-                )
-            )
-    backends = ["asyncio", "trio"] + (["uvloop"] if HAS_UVLOOP else [])
-    for backend in backends:
-        for scope in ("function", "class", "module", "session"):
-            for hooks in (False, True):
-                key = f"anyio-{backend}-{scope}" + ("-hooks" if hooks else "")
-                label = f"AnyIOTestCase {backend}, loop_scope={scope}" + (
-                    " + asyncSetUp/asyncTearDown" if hooks else ""
-                )
-                rows.append(Row(key, label, "anyio", backend, scope, hooks))
-    pytest_rows = [
-        (PYTEST_FLOOR, "unittest.TestCase (sync)", "unittest-sync"),
-        ("pytest-functions-sync", "plain sync test functions", "functions-sync"),
-        (PYTEST_PEER, "IsolatedAsyncioTestCase", "isolated"),
-        (
-            "pytest-anyio-asyncio-class",
-            "AnyIOTestCase asyncio, loop_scope=class",
-            "anyio-asyncio",
-        ),
-        (
-            "pytest-anyio-trio-class",
-            "AnyIOTestCase trio, loop_scope=class",
-            "anyio-trio",
-        ),
-    ]
-    if HAS_PYTEST_ASYNCIO:
-        pytest_rows.append(
-            (
-                "pytest-asyncio-class",
-                'pytest-asyncio, loop_scope="class"',
-                "pytest-asyncio",
-            )
-        )
-    pytest_rows += [
-        (
-            "pytest-anyio-plugin-asyncio-class",
-            "anyio plugin asyncio, class-scoped async fixture",
-            "anyio-plugin-asyncio",
-        ),
-        (
-            "pytest-anyio-plugin-trio-class",
-            "anyio plugin trio, class-scoped async fixture",
-            "anyio-plugin-trio",
-        ),
-    ]
-    for key, label, suite in pytest_rows:
-        rows.append(Row(key, f"pytest: {label}", "pytest", suite=suite))
+    if importlib.util.find_spec("pytest_asyncio"):
+        rows.append(Row("pytest-asyncio-class", "peer", vs=fns,
+                        label='pytest-asyncio, loop_scope="class"',
+                        source=PYTEST_ASYNCIO_SOURCE, plugins=("asyncio",)))
+    # fmt: on
     return rows
 
 
-def select_rows(patterns: Sequence[str] | None) -> list[Row]:
-    """The rows matching any of the glob *patterns* (all if none), plus the floor."""
+def all_rows() -> list[Row]:
+    nodebug = m.NoDebugIsolatedAsyncioTestCase
+    groups = {
+        "floor": [
+            Row(FLOOR, "stdlib", unittest.TestCase, label="sync unittest.TestCase")
+        ],
+        "asyncio": [
+            Row("isolated", "stdlib", unittest.IsolatedAsyncioTestCase),
+            Row("isolated-nodebug", "stdlib", nodebug, vs="isolated"),
+            *backend_rows("asyncio"),
+        ],
+        "trio": backend_rows("trio"),
+        "uvloop": [
+            ours("uvloop", s, f"anyio-asyncio-{s}", default=s in ("function", "class"))
+            for s in ("function", "class", "module", "session")
+            if importlib.util.find_spec("uvloop")
+        ],
+        "pytest": pytest_rows(),
+    }
+    for group, rows in groups.items():
+        for row in rows:
+            row.group = group
+    return [row for rows in groups.values() for row in rows]
+
+
+def select_rows(patterns: list[str] | None) -> list[Row]:
+    """The default rows, or those matching a pattern; the floors always."""
     rows = all_rows()
-    if not patterns:
-        return rows
-    keep = [
-        r
-        for r in rows
-        if r.key == FLOOR or any(fnmatch.fnmatchcase(r.key, p) for p in patterns)
-    ]
-    if any(r.kind == "pytest" for r in keep) and not any(
-        r.key == PYTEST_FLOOR for r in keep
-    ):
-        keep.insert(
-            next(i for i, r in enumerate(keep) if r.kind == "pytest"),
-            next(r for r in rows if r.key == PYTEST_FLOOR),
-        )
+
+    def wanted(r: Row) -> bool:
+        if patterns:
+            return any(fnmatch.fnmatchcase(r.key, p) for p in patterns)
+        return r.default
+
+    keep = [r for r in rows if r.key == FLOOR or wanted(r)]
+    if any(r.source for r in keep) and all(r.key != PYTEST_FLOOR for r in keep):
+        first = next(i for i, r in enumerate(keep) if r.source)
+        keep.insert(first, next(r for r in rows if r.key == PYTEST_FLOOR))
     return keep
 
 
-def find_row(key: str) -> Row:
-    for row in all_rows():
-        if row.key == key:
-            return row
-    raise SystemExit(f"unknown row {key!r}; see --list")
-
-
-# -- suites, in process ----------------------------------------------------------
-
-
-def _backend_spec(backend: str) -> Any:
-    if backend == "uvloop":
-        return ("asyncio", {"use_uvloop": True})
-    return backend
-
-
-_NoDebugBase: Any = (
-    asyncio.ProactorEventLoop  # type: ignore[attr-defined,unused-ignore]
-    if sys.platform == "win32"
-    else asyncio.SelectorEventLoop
-)
-
-
-class NoDebugLoop(_NoDebugBase):  # type: ignore[misc,unused-ignore]
-    """asyncio's default loop, except that debug mode cannot be switched on."""
-
-    def set_debug(self, enabled: bool) -> None:
-        super().set_debug(False)
-
-
-class NoDebugIsolatedAsyncioTestCase(unittest.IsolatedAsyncioTestCase):
-    """``IsolatedAsyncioTestCase`` on a loop that keeps debug mode off (3.13+)."""
-
-    loop_factory = NoDebugLoop  # read by Python 3.13+ only
-
-
-@contextlib.contextmanager
-def no_debug_loops(row: Row) -> Iterator[None]:
-    """Before 3.13, make every new default loop a NoDebugLoop while *row* runs."""
-    if row.kind != "isolated-nodebug" or sys.version_info >= (3, 13):
-        yield
-        return
-
-    class NoDebugPolicy(asyncio.DefaultEventLoopPolicy):  # type: ignore[misc,name-defined,unused-ignore]
-        def new_event_loop(self) -> asyncio.AbstractEventLoop:
-            return NoDebugLoop()
-
-    previous = asyncio.get_event_loop_policy()
-    asyncio.set_event_loop_policy(NoDebugPolicy())
-    try:
-        yield
-    finally:
-        asyncio.set_event_loop_policy(previous)
-
-
-def method_names(n: int) -> list[str]:
-    return [f"test_{i:05d}" for i in range(n)]
-
-
-def _module_for(row: Row, tag: str) -> types.ModuleType:
-    """A real module in ``sys.modules`` for *row*'s generated classes."""
-    name = "anyio_unittest_bench_" + "".join(
-        c if c.isalnum() else "_" for c in f"{row.key}_{tag}"
-    )
-    module = sys.modules.get(name)
-    if module is None:
-        module = types.ModuleType(name, f"Generated benchmark suite: {row.label}")
-        sys.modules[name] = module
-    return module
-
-
-# -- reference rows: the bare mechanism, without any library code ------------------
-#
-# What it costs at the very least to run a trivial async test from unittest's sync
-# hooks on a loop kept open between tests: the loop is entered once per test and
-# leaves again, nothing else (no timeouts, leak checks, contexts, Ctrl-C).
-# A floor target below these rows can't be met by any design that enters the loop
-# per test; "task per test" is the least a design with per-test task isolation
-# pays (what anyio_unittest does), "shared task" the least one without it.
-
-
-class _Reference(unittest.TestCase):
-    """Runs the test, and ``asyncSetUp``/``asyncTearDown`` where the class has
-    them, in one entry into the loop (:meth:`enter`), as anyio_unittest does;
-    between the phases, the loop moves once (:meth:`pause`)."""
-
-    def enter(self, coro: Any) -> None:
-        raise NotImplementedError
-
-    async def pause(self) -> None:
-        await asyncio.sleep(0)
-
-    def _callTestMethod(self, method: Any) -> None:
-        self.enter(self.phases(method()))
-
-    async def phases(self, test: Any) -> None:
-        set_up = getattr(self, "asyncSetUp", None)
-        tear_down = getattr(self, "asyncTearDown", None)
-        if set_up is not None:
-            await set_up()
-            await self.pause()
-        await test
-        if tear_down is not None:
-            await self.pause()
-            await tear_down()
-
-
-class _AsyncioReference(_Reference):
-    loop: asyncio.AbstractEventLoop
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        cls.loop = asyncio.new_event_loop()
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.loop.close()
-
-
-async def _then_stop(loop: asyncio.AbstractEventLoop, coro: Any) -> Any:
-    try:
-        return await coro
-    finally:
-        loop.stop()
-
-
-class AsyncioTaskPerTest(_AsyncioReference):
-    """Each test in a new task, run by ``run_forever()``, which the task stops:
-    one loop iteration a test."""
-
-    def enter(self, coro: Any) -> None:
-        task = self.loop.create_task(_then_stop(self.loop, coro))
-        self.loop.run_forever()
-        task.result()
-
-
-class AsyncioSharedTask(_AsyncioReference):
-    """Every test in one long-lived task, handed its coroutine through a future."""
-
-    inbox: asyncio.Future[Any]
-    server: asyncio.Task[None]
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        super().setUpClass()
-        cls.inbox = cls.loop.create_future()
-        cls.server = cls.loop.create_task(cls.serve())
-
-    @classmethod
-    async def serve(cls) -> None:
-        while (coro := await cls.inbox) is not None:
-            cls.inbox = cls.loop.create_future()
-            try:
-                await coro
-            finally:
-                cls.loop.stop()
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.inbox.set_result(None)
-        cls.loop.run_until_complete(cls.server)
-        super().tearDownClass()
-
-    def enter(self, coro: Any) -> None:
-        self.inbox.set_result(coro)
-        self.loop.run_forever()
-
-
-class TrioSharedTask(_Reference):
-    """A trio guest run hosted by a queue on this thread, one long-lived task
-    that stays runnable between tests: one trio tick a test, no thread hop."""
-
-    queue: SimpleQueue[Callable[[], object]]
-    pending: Any
-    finished: bool
-    outcome: Any
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        cls.queue = SimpleQueue()
-        cls.pending = None
-        cls.finished = False
-        cls.outcome = None
-        trio.lowlevel.start_guest_run(
-            cls.serve,
-            run_sync_soon_threadsafe=cls.queue.put,
-            run_sync_soon_not_threadsafe=cls.queue.put,
-            done_callback=cls.done,
-        )
-        cls.pump(lambda: cls.finished)
-
-    async def pause(self) -> None:
-        return  # trio orders nothing between calls: see anyio_unittest's driver
-
-    @classmethod
-    def done(cls, outcome: Any) -> None:
-        cls.outcome = outcome
-
-    @classmethod
-    def pump(cls, until: Callable[[], bool]) -> None:
-        get = cls.queue.get
-        while not until():
-            get()()
-
-    @classmethod
-    async def serve(cls) -> None:
-        cls.finished = True
-        while True:
-            coro, cls.pending = cls.pending, None
-            if coro == "stop":
-                return
-            if coro is not None:
-                await cls.start(coro)
-            await trio.lowlevel.checkpoint()
-
-    @classmethod
-    async def start(cls, coro: Any) -> None:
-        await cls.run_test(coro)  # in this very task
-
-    @classmethod
-    async def run_test(cls, coro: Any) -> None:
-        try:
-            await coro
-        finally:
-            cls.finished = True
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.pending = "stop"
-        cls.pump(lambda: cls.outcome is not None)
-        cls.outcome.unwrap()
-
-    def enter(self, coro: Any) -> None:
-        cls = type(self)
-        cls.finished = False
-        cls.pending = coro
-        cls.pump(lambda: cls.finished)
-
-
-class TrioTaskPerTest(TrioSharedTask):
-    """As above, but each test in a new task that the long-lived one spawns
-    (a system task: the only kind that can be given a context): two ticks."""
-
-    @classmethod
-    async def start(cls, coro: Any) -> None:
-        trio.lowlevel.spawn_system_task(cls.run_test, coro)
-
-
-REFERENCES: dict[str, tuple[str, str]] = {
-    "ref-asyncio-task-per-test": ("asyncio, a task per test", "asyncio"),
-    "ref-asyncio-shared-task": ("asyncio, one task for all tests", "asyncio"),
-    "ref-trio-task-per-test": ("trio guest run, a task per test", "trio"),
-    "ref-trio-shared-task": ("trio guest run, one task for all tests", "trio"),
-}
-_REFERENCE_BASES: dict[str, type[unittest.TestCase]] = {
-    "ref-asyncio-task-per-test": AsyncioTaskPerTest,
-    "ref-asyncio-shared-task": AsyncioSharedTask,
-    "ref-trio-task-per-test": TrioTaskPerTest,
-    "ref-trio-shared-task": TrioSharedTask,
-}
-
-
-def make_case(
-    row: Row, n: int, *, tag: str = "", name: str = "Bench"
-) -> type[unittest.TestCase]:
-    """A test class for *row* with *n* trivial tests ``test_00000`` ...
-
-    Defined in a generated module (see :func:`_module_for`), never in a module
-    a test loader would collect.
-    """
-    module = _module_for(row, tag)
-    base: type[unittest.TestCase]
-    namespace: dict[str, Any] = {"__module__": module.__name__, "__qualname__": name}
-    if row.kind == "sync":
-        base = unittest.TestCase
-
-        def test(self: Any) -> None:
-            pass
-
-    else:
-        if row.kind == "isolated":
-            base = unittest.IsolatedAsyncioTestCase
-        elif row.kind == "isolated-nodebug":
-            base = NoDebugIsolatedAsyncioTestCase
-        elif row.kind == "reference":
-            base = _REFERENCE_BASES[row.key.removesuffix("-hooks")]
-        elif row.kind == "anyio":
-            base = AnyIOTestCase
-            assert row.backend is not None
-            namespace["anyio_backend"] = _backend_spec(row.backend)
-            namespace["loop_scope"] = row.loop_scope
-        else:
-            raise ValueError(f"{row.key} is not an in-process row")
-
-        async def test(self: Any) -> None:  # type: ignore[misc]
-            pass
-
-    if row.hooks:
-
-        async def asyncSetUp(self: Any) -> None:
-            pass
-
-        async def asyncTearDown(self: Any) -> None:
-            pass
-
-        namespace["asyncSetUp"] = asyncSetUp
-        namespace["asyncTearDown"] = asyncTearDown
-    for test_name in method_names(n):
-        namespace[test_name] = test
-    metaclass: Any = type(base)  # AnyIOTestCaseMeta validates the class
-    cls: type[unittest.TestCase] = metaclass(name, (base,), namespace)
-    setattr(module, name, cls)
-    return cls
-
-
-def make_classes(
-    row: Row, n: int, per_class: int = 0, *, tag: str = ""
-) -> list[tuple[type[unittest.TestCase], list[str]]]:
-    """*n* tests for *row*: one class, or classes of *per_class* tests each."""
-    size = per_class if per_class > 0 else n
-    classes = []
-    for index, start in enumerate(range(0, n, size)):
-        count = min(size, n - start)
-        cls = make_case(row, count, tag=tag, name=f"Bench{index:04d}")
-        classes.append((cls, method_names(count)))
-    return classes
-
-
-def make_suite(
-    classes: Sequence[tuple[type[unittest.TestCase], Sequence[str]]],
-) -> unittest.TestSuite:
-    return unittest.TestSuite(cls(name) for cls, names in classes for name in names)
-
-
-class LazySuite(unittest.TestSuite):
-    """A suite that makes each test only when it is its turn (for ``--memory``).
-
-    A normal suite holds every test instance before the run; this one holds
-    none, so what memory grows with N is what the runner keeps per test.
-    """
-
-    def __init__(self, cls: type[unittest.TestCase], n: int) -> None:
-        super().__init__()
-        self._cls = cls
-        self._n = n
-        self._cleanup = False
-
-    def __iter__(self) -> Iterator[unittest.TestCase]:
-        cls = self._cls
-        for name in method_names(self._n):
-            yield cls(name)
-
-    def countTestCases(self) -> int:
-        return self._n
-
-
-class _NullStream(io.TextIOBase):
-    def write(self, s: str) -> int:
-        return len(s)
+# -- running a row --------------------------------------------------------------------
 
 
 class BenchError(RuntimeError):
     """A benchmarked suite did not pass."""
 
 
-def run_suite(suite: unittest.TestSuite, expected: int, row: Row) -> float:
-    """Run *suite* as unittest's own runner does; return the seconds it took."""
-    runner = unittest.TextTestRunner(stream=_NullStream(), verbosity=0)
-    gc.collect()
-    with no_debug_loops(row):
+async def _nothing(self: object) -> None:
+    pass
+
+
+def _sync_nothing(self: object) -> None:
+    pass
+
+
+def test_names(n: int) -> list[str]:
+    return [f"test_{i:05d}" for i in range(n)]
+
+
+def make_case(row: Row, n: int, tag: str = "") -> type[unittest.TestCase]:
+    """*row*'s class of *n* trivial tests, in a module of its own."""
+    base = row.base
+    assert base is not None, f"{row.key} is a pytest row"
+    name = "bench_" + "".join(c if c.isalnum() else "_" for c in row.key + tag)
+    module = sys.modules.setdefault(name, types.ModuleType(name))
+    if issubclass(base, m.Bridge):
+        test: Callable[..., object] = m.Bridge.bridged
+    else:
+        test = _sync_nothing if base is unittest.TestCase else _nothing
+    ns: dict[str, Any] = {"__module__": name, **row.attrs}
+    if row.hooks:
+        ns.update(asyncSetUp=_nothing, asyncTearDown=_nothing)
+    ns.update(dict.fromkeys(test_names(n), test))
+    metaclass: Any = type(base)  # AnyIOTestCase's checks the configuration
+    cls: type[unittest.TestCase] = metaclass("Bench", (base,), ns)
+    module.Bench = cls  # type: ignore[attr-defined]
+    return cls
+
+
+def run_suite(row: Row, suite: unittest.TestSuite, n: int) -> float:
+    """Seconds unittest's own runner takes to run *suite*, which must pass."""
+    runner = unittest.TextTestRunner(stream=io.StringIO(), verbosity=0)
+    with m.no_debug_loops(row.base is m.NoDebugIsolatedAsyncioTestCase):
         start = time.perf_counter()
         result = runner.run(suite)
         elapsed = time.perf_counter() - start
-    _close_session_runners()
-    if not result.wasSuccessful() or result.testsRun != expected:
-        problems = [text for _, text in result.errors + result.failures]
-        raise BenchError(
-            f"{row.key}: {result.testsRun} of {expected} tests ran, "
-            f"{len(result.failures)} failed, {len(result.errors)} errors\n"
-            + "\n".join(problems[:3])
-        )
+    registry.close_all()  # session runners: no row borrows another's (private API)
+    if not result.wasSuccessful() or result.testsRun != n:
+        problems = "\n".join(text for _, text in result.errors + result.failures)
+        raise BenchError(f"{row.key}: {result.testsRun} of {n} ran\n{problems[:3000]}")
     return elapsed
 
 
-def _close_session_runners() -> None:
-    # session runners stay open until the end of a real run; close them between
-    # rows so that no row borrows a runner another row opened (private API: the
-    # benchmark lives in the repository and moves with the package)
-    from anyio_unittest._scopes import registry
+class InProcess:
+    def __init__(self, row: Row, n: int) -> None:
+        self.row, self.n, self.runs = row, n, 1
+        self.cls, self.warm = make_case(row, n), make_case(row, WARM, "-warm")
+        self.runs = max(1, math.ceil(MIN_SAMPLE / (self.sample() * n / 1e6)))
 
-    registry.close_all()
+    def run(self, cls: type[unittest.TestCase], n: int) -> float:
+        return run_suite(self.row, unittest.TestSuite(map(cls, test_names(n))), n)
 
-
-#: seconds a sample of an in-process row lasts at least
-MIN_SAMPLE = 0.25
-
-
-class InProcessBench:
-    """A row's classes, built once, run as many times as asked."""
-
-    def __init__(self, row: Row, n: int, per_class: int = 0) -> None:
-        self.row = row
-        self.n = n
-        self.classes = make_classes(row, n, per_class)
-        warm = make_classes(row, min(n, 20), tag="warmup")
-        self._warmup = warm
-        #: runs of the suite per sample, so that each sample lasts MIN_SAMPLE
-        self.runs = 1
-
-    def warm_up(self) -> None:
-        count = sum(len(names) for _, names in self._warmup)
-        run_suite(make_suite(self._warmup), count, self.row)
-        # A sample of a fast row (the floor: ~20 ms) would be doubled by one
-        # stall of a shared machine's scheduler: run it several times instead.
-        once = run_suite(make_suite(self.classes), self.n, self.row)
-        self.runs = max(1, math.ceil(MIN_SAMPLE / once))
-
-    def run(self) -> float:
-        """Seconds for one run of the whole suite (averaged over self.runs)."""
-        # untimed, a few tests first: the row before may have been a pytest
-        # subprocess, which leaves this process's caches cold (seen as the
-        # floor, the first row of each repetition, running 50% slow)
-        count = sum(len(names) for _, names in self._warmup)
-        run_suite(make_suite(self._warmup), count, self.row)
-        total = sum(
-            run_suite(make_suite(self.classes), self.n, self.row)
-            for _ in range(self.runs)
-        )
-        return total / self.runs
+    def sample(self) -> float:
+        """µs per test."""
+        self.run(self.warm, WARM)
+        gc.collect()
+        total = sum(self.run(self.cls, self.n) for _ in range(self.runs))
+        return total / self.runs / self.n * 1e6
 
 
-# -- suites under pytest ---------------------------------------------------------
-
-_TIMER_PLUGIN = '''
-"""Times pytest's test loop (first setup to last teardown) and counts outcomes."""
-import json
-import os
-import time
-
+TIMER_PLUGIN = """import json, os, time
 import pytest
-
-_counts = {"passed": 0, "failed": 0, "error": 0, "skipped": 0}
-
-
+counts = {"passed": 0, "failed": 0, "skipped": 0, "error": 0}
 @pytest.hookimpl(wrapper=True)
-def pytest_runtestloop(session):
+def pytest_runtestloop(session):  # first set-up to last tear-down
     start = time.perf_counter()
     try:
         return (yield)
     finally:
-        elapsed = time.perf_counter() - start
+        counts["seconds"] = time.perf_counter() - start
         with open(os.environ["BENCH_TIMER_OUT"], "w") as f:
-            json.dump({"seconds": elapsed, **_counts}, f)
-
-
+            json.dump(counts, f)
 def pytest_runtest_logreport(report):
     if report.when == "call":
-        _counts[report.outcome] += 1
-    elif report.outcome == "failed":
-        _counts["error"] += 1
-    elif report.outcome == "skipped":
-        _counts["skipped"] += 1
-'''
+        counts[report.outcome] += 1
+    elif report.outcome != "passed":
+        counts["error"] += 1
+"""
 
 
-def pytest_source(suite: str, n: int) -> str:
-    """The test module for a pytest row: one class of *n* trivial tests."""
-    if suite == "functions-sync":
-        head = "class TestBench:\n"
-        body = "".join(f"    def test_{i:05d}(self):\n        pass\n" for i in range(n))
-        return head + body
-    if suite in ("unittest-sync", "isolated", "anyio-asyncio", "anyio-trio"):
-        base, extra, prefix = {
-            "unittest-sync": ("unittest.TestCase", "", "def"),
-            "isolated": ("unittest.IsolatedAsyncioTestCase", "", "async def"),
-            "anyio-asyncio": (
-                "AnyIOTestCase",
-                '    anyio_backend = "asyncio"\n    loop_scope = "class"\n',
-                "async def",
-            ),
-            "anyio-trio": (
-                "AnyIOTestCase",
-                '    anyio_backend = "trio"\n    loop_scope = "class"\n',
-                "async def",
-            ),
-        }[suite]
-        head = "import unittest\n\nfrom anyio_unittest import AnyIOTestCase\n\n\n"
-        head += f"class TestBench({base}):\n{extra}"
-        body = "".join(
-            f"    {prefix} test_{i:05d}(self):\n        pass\n" for i in range(n)
-        )
-        return head + body
-    if suite == "pytest-asyncio":
-        head = (
-            "import pytest\n\n\n"
-            '@pytest.mark.asyncio(loop_scope="class")\nclass TestBench:\n'
-        )
-        body = "".join(
-            f"    async def test_{i:05d}(self):\n        pass\n" for i in range(n)
-        )
-        return head + body
-    if suite in ("anyio-plugin-asyncio", "anyio-plugin-trio"):
-        backend = suite.rpartition("-")[2]
-        head = textwrap.dedent(
-            f'''\
-            import pytest
-
-            pytestmark = pytest.mark.anyio
-
-
-            @pytest.fixture(scope="module")
-            def anyio_backend():
-                return "{backend}"
-
-
-            @pytest.fixture(scope="class", autouse=True)
-            async def hold_runner():
-                # a class-scoped async fixture: anyio's plugin keeps its runner
-                # open while one is alive, so the class shares one event loop
-                yield
-
-
-            class TestBench:
-            '''
-        )
-        body = "".join(
-            f"    async def test_{i:05d}(self):\n        pass\n" for i in range(n)
-        )
-        return head + body
-    raise ValueError(f"unknown pytest suite {suite!r}")
-
-
-def _plugin_registered(name: str) -> bool:
-    from importlib.metadata import entry_points
-
-    return any(ep.name == name for ep in entry_points(group="pytest11"))
-
-
-def pytest_args(suite: str) -> list[str]:
-    """Plugin switches: each row runs with its own async plugin only."""
-    args = ["-p", "no:cacheprovider", "-p", "no:randomly", "-p", "no:xdist"]
-    if suite != "pytest-asyncio":
-        args += ["-p", "no:asyncio"]
-    else:
-        args += ["-o", "asyncio_default_fixture_loop_scope=function"]
-    if not suite.startswith("anyio-plugin"):
-        args += ["-p", "no:anyio"]
-    if suite.startswith("anyio-") and not suite.startswith("anyio-plugin"):
-        if not _plugin_registered("anyio_unittest"):
-            args += ["-p", "anyio_unittest.pytest_plugin"]
-    else:
-        args += ["-p", "no:anyio_unittest"]
-    return args
-
-
-class PytestBench:
-    """A pytest row: a written test file, run in a fresh subprocess each time."""
-
-    def __init__(self, row: Row, n: int, folder: Path) -> None:
-        assert row.suite is not None
-        self.row = row
-        self.n = n
-        self.folder = folder / row.key
-        self.folder.mkdir(parents=True, exist_ok=True)
+class InPytest:
+    def __init__(self, row: Row, n: int, tmp: Path) -> None:
+        self.row, self.n, self.folder = row, n, tmp / row.key
+        self.folder.mkdir()
+        test = "async def" if row.plugins else "def"
+        tests = "".join(f"    {test} {t}(self):\n        pass\n" for t in test_names(n))
+        (self.folder / "test_bench.py").write_text(row.source + tests)
+        (self.folder / "_bench_timer.py").write_text(TIMER_PLUGIN)
         (self.folder / "pytest.ini").write_text("[pytest]\naddopts =\n")
-        (self.folder / "_bench_timer.py").write_text(_TIMER_PLUGIN)
-        (self.folder / "test_bench.py").write_text(pytest_source(row.suite, n))
+        self.args = ["-p", "_bench_timer", "-p", "no:cacheprovider", "-p", "no:xdist"]
+        for plugin in ("asyncio", "anyio", "anyio_unittest", "hypothesispytest"):
+            if plugin not in row.plugins:
+                self.args += ["-p", f"no:{plugin}"]
+        if "asyncio" in row.plugins:
+            self.args += ["-o", "asyncio_default_fixture_loop_scope=function"]
+        installed = {ep.name for ep in entry_points(group="pytest11")}
+        if "anyio_unittest" in row.plugins and "anyio_unittest" not in installed:
+            self.args += ["-p", "anyio_unittest.pytest_plugin"]
 
-    def run(self) -> float:
+    def sample(self) -> float:
+        """µs per test, as timed inside pytest."""
         out = self.folder / "timing.json"
-        with contextlib.suppress(FileNotFoundError):
-            out.unlink()
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("ANYIO_UNITTEST_")
-            and k not in ("PYTEST_ADDOPTS", "PYTHONDEVMODE", "PYTHONASYNCIODEBUG")
-        }
-        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(self.folder)])
+        out.unlink(missing_ok=True)
+        drop = ("ANYIO_UNITTEST_", "PYTEST_ADDOPTS", "PYTHONDEVMODE", "PYTHONASYNCIO")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+        env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{self.folder}"
         env["BENCH_TIMER_OUT"] = str(out)
-        assert self.row.suite is not None
+        command = [sys.executable, "-m", "pytest", "-q", *self.args, "test_bench.py"]
         proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "-q",
-                "-p",
-                "_bench_timer",
-                *pytest_args(self.row.suite),
-                "test_bench.py",
-            ],
-            cwd=self.folder,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
+            command, cwd=self.folder, env=env, capture_output=True, text=True
         )
-        try:
-            timing = json.loads(out.read_text())
-        except FileNotFoundError:
-            timing = None
-        if proc.returncode != 0 or timing is None or timing["passed"] != self.n:
+        timing = json.loads(out.read_text()) if out.exists() else {}
+        if proc.returncode or timing.get("passed") != self.n:
+            output = proc.stdout[-3000:] + proc.stderr[-3000:]
             raise BenchError(
-                f"{self.row.key}: pytest exited with {proc.returncode}, "
-                f"timing {timing}:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
+                f"{self.row.key}: exit {proc.returncode}, {timing}\n{output}"
             )
-        return float(timing["seconds"])
+        return float(timing["seconds"]) / self.n * 1e6
 
 
-# -- the table -------------------------------------------------------------------
+# -- the table and the targets --------------------------------------------------------
 
 
 @dataclass
 class Result:
     row: Row
-    samples: list[float] = field(default_factory=list)  # seconds per test
-    #: in process: the floor's sample taken right before each of ours
-    floor_samples: list[float] = field(default_factory=list)
+    samples: list[float] = field(default_factory=list)  # µs per test
+    floors: list[float] = field(default_factory=list)  # the floor's, just before
+    x_floor: float = math.nan  # in process: the median of samples / floors
+    cost: float = math.nan  # µs; in process, x_floor times the floor's median
 
     @property
     def median(self) -> float:
         return statistics.median(self.samples)
 
-    def floor_ratio(self) -> float | None:
-        """The median of our samples over the floor's taken just before them.
 
-        A shared machine's speed drifts over seconds: the floor (the fastest,
-        so the most sensitive row) measured next to each sample drifts with it,
-        where the ratio of two medians from different moments would not.
-        """
-        if not self.floor_samples:
-            return None
-        pairs = zip(self.samples, self.floor_samples)  # noqa: B905
-        return statistics.median(ours / floor for ours, floor in pairs)
-
-
-def run_table(
-    rows: Sequence[Row],
-    n: int,
-    repeat: int,
-    per_class: int = 0,
-    progress: Callable[[str], None] | None = None,
-) -> dict[str, Result]:
-    """Every row *repeat* times, interleaved; seconds per test."""
-    say = progress or (lambda _: None)
-    benches: list[InProcessBench | PytestBench] = []
+def run_table(rows: list[Row], n: int, repeat: int) -> dict[str, Result]:
+    """Every row *repeat* times, interleaved; each in-process sample paired."""
+    results = {row.key: Result(row) for row in rows}
     with tempfile.TemporaryDirectory(prefix="anyio_unittest_bench_") as tmp:
-        for row in rows:
-            if row.kind == "pytest":
-                benches.append(PytestBench(row, n, Path(tmp)))
-            else:
-                in_process = InProcessBench(row, n, per_class)
-                in_process.warm_up()
-                benches.append(in_process)
-        results = {row.key: Result(row) for row in rows}
-        floor = next(
-            (
-                b
-                for b in benches
-                if b.row.key == FLOOR and isinstance(b, InProcessBench)
-            ),
-            None,
-        )
+        benches: list[InProcess | InPytest] = [
+            InPytest(r, n, Path(tmp)) if r.source else InProcess(r, n) for r in rows
+        ]
+        floor = benches[0]  # select_rows puts it first
         for rep in range(repeat):
             for bench in benches:
-                say(f"repetition {rep + 1}/{repeat}: {bench.row.key}")
+                progress(f"repetition {rep + 1}/{repeat}: {bench.row.key}")
                 result = results[bench.row.key]
-                paired = isinstance(bench, InProcessBench) and bench is not floor
-                if paired and floor is not None:
-                    floor_sample = floor.run() / n
-                    results[FLOOR].samples.append(floor_sample)
-                    result.floor_samples.append(floor_sample)
-                result.samples.append(bench.run() / n)
+                if isinstance(bench, InProcess) and bench is not floor:
+                    result.floors.append(floor.sample())
+                    results[FLOOR].samples.append(result.floors[-1])
+                result.samples.append(bench.sample())
+    progress("")
+    for res in results.values():
+        if res.floors:
+            pairs = zip(res.samples, res.floors)  # noqa: B905
+            res.x_floor = statistics.median(s / f for s, f in pairs)
+            res.cost = res.x_floor * results[FLOOR].median
+        else:
+            floor_res = results.get(PYTEST_FLOOR if res.row.source else FLOOR)
+            res.x_floor = res.median / floor_res.median if floor_res else math.nan
+            res.cost = res.median
     return results
 
 
-def ratios(results: dict[str, Result], key: str) -> tuple[float | None, float | None]:
-    """(ratio to the floor, ratio to the peer) of a row, compared like with like."""
-    row = results[key].row
-    floor, peer = (PYTEST_FLOOR, PYTEST_PEER) if row.kind == "pytest" else (FLOOR, PEER)
-    median = results[key].median
-
-    def ratio(other: str) -> float | None:
-        if other not in results:
-            return None
-        if other == FLOOR:
-            paired = results[key].floor_ratio()
-            if paired is not None:
-                return paired
-        return median / results[other].median
-
-    return ratio(floor), ratio(peer)
+def progress(message: str) -> None:
+    if sys.stderr.isatty():
+        print(f"\r{message:<72}", end="" if message else "\r", file=sys.stderr)
 
 
-def _references_for(key: str) -> list[str]:
-    """The reference rows of the backend of row *key* (``anyio-<backend>-...``),
-    with the same hooks."""
-    backend = key.split("-")[1]
-    suffix = "-hooks" if key.endswith("-hooks") else ""
-    return [k + suffix for k, (_, b) in REFERENCES.items() if b == backend]
+Term = str | tuple[str, str]  # a row, or a row net of another one
+
+#: (row, compared with, at most this ratio)
+TARGETS: list[tuple[Term, Term, float]] = [
+    ("anyio-trio-class", "peer-anyio-runner-trio-class", 1.0),
+    ("anyio-asyncio-class", "peer-asyncio-run-until-complete", 1.5),
+    ("anyio-asyncio-function", "peer-anyio-runner-asyncio-function", 0.6),
+    ("anyio-asyncio-function", "isolated-nodebug", 1.0),
+    ("anyio-asyncio-function", "isolated", 0.25),
+    ("anyio-trio-function", "peer-anyio-runner-trio-function", 1.0),
+    ("anyio-asyncio-class-hooks", "anyio-asyncio-class", 1.25),
+    ("anyio-trio-class-hooks", "anyio-trio-class", 1.25),
+    # under pytest, net of the item type (a unittest one, or a plain function)
+    *[
+        (
+            (f"pytest-anyio-{b}-class", PYTEST_FLOOR),
+            (f"pytest-anyio-plugin-{b}-class", "pytest-functions-sync"),
+            1.0,
+        )
+        for b in ("asyncio", "trio")
+    ],
+]
+
+
+def cost(results: dict[str, Result], term: Term | None) -> float | None:
+    if isinstance(term, tuple):
+        a, b = cost(results, term[0]), cost(results, term[1])
+        return None if a is None or b is None else a - b
+    return results[term].cost if term in results else None
+
+
+def ratio(results: dict[str, Result], a: Term, b: Term | None) -> float | None:
+    x, y = cost(results, a), cost(results, b)
+    return None if x is None or y is None else x / y if y > 0 else math.inf
 
 
 def check_targets(results: dict[str, Result]) -> list[dict[str, Any]]:
     checks = []
-    for key, against, limit in TARGETS:
-        other = {"floor": FLOOR, "peer": PEER}.get(against, against)
-        if key not in results or other not in results:
-            continue
-        paired = results[key].floor_ratio() if other == FLOOR else None
-        value = paired or results[key].median / results[other].median
-        best = min(results[key].samples) / min(results[other].samples)
-        # what the bare mechanism costs, for a target against the floor: a
-        # limit below it can't be met by any design that enters the loop per test
-        bare = {
-            ref: round(results[ref].floor_ratio() or 0.0, 3)
-            for ref in (_references_for(key) if other == FLOOR else [])
-            if ref in results
-        }
-        checks.append(
-            {
-                "row": key,
-                "against": other,
-                "limit": limit,
-                "ratio": round(value, 3),
-                "best_ratio": round(best, 3),
-                "ok": value <= limit,
-                "bare_mechanism": bare,
-            }
-        )
+    for row, against, limit in TARGETS:
+        value = ratio(results, row, against)
+        if value is not None:
+            us = [round(cost(results, t) or 0.0, 2) for t in (row, against)]
+            checks.append(
+                {"row": row, "against": against, "limit": limit, "us": us,
+                 "ratio": round(value, 3), "met": value <= limit}
+            )  # fmt: skip
     return checks
-
-
-def load_warning(meta: dict[str, Any]) -> str | None:
-    """A note when other work shared the CPUs during the run."""
-    loads = [
-        load[0]
-        for load in (meta.get("load_average_before"), meta.get("load_average_after"))
-        if load
-    ]
-    cpus = meta.get("cpus") or 1
-    if not loads or max(loads) <= cpus / 2:
-        return None
-    return (
-        f"The machine was busy (1-minute load average up to {max(loads):g} on "
-        f"{cpus} CPUs): medians and spreads carry that noise; the best-of ratios "
-        f"in the targets table are the steadier figure."
-    )
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _version(dist: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return None
-
-
-def _git_state() -> str | None:
-    """The checkout's commit, with ``+dirty`` if the package has local changes."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        if commit.returncode != 0:
-            return None
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "anyio_unittest"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-
-
-def _load() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):
-        return None
-
-
-def metadata(n: int, repeat: int, per_class: int) -> dict[str, Any]:
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
-            timespec="seconds"
-        ),
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "cpu": _cpu_model(),
-        "cpus": os.cpu_count(),
-        "load_average_before": _load(),
-        "commit": _git_state(),
-        "tests": n,
-        "repeat": repeat,
-        "per_class": per_class or n,
-        "versions": {
-            "anyio_unittest": anyio_unittest.__version__,
-            **{
-                d: _version(d)
-                for d in ("anyio", "trio", "uvloop", "pytest", "pytest-asyncio")
-            },
-        },
-    }
-
-
-def _fmt_ratio(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}x"
-
-
-def table_lines(results: dict[str, Result]) -> list[str]:
-    header = "| configuration | µs/test (median) | min-max | x floor | x peer |"
-    lines = [header, "|---|--:|--:|--:|--:|"]
-    for key, res in results.items():
-        to_floor, to_peer = ratios(results, key)
-        us = [s * 1e6 for s in res.samples]
-        lines.append(
-            f"| {res.row.label} `{key}` | {res.median * 1e6:,.1f} | "
-            f"{min(us):,.1f}-{max(us):,.1f} | {_fmt_ratio(to_floor)} | "
-            f"{_fmt_ratio(to_peer)} |"
-        )
-    return lines
 
 
 def markdown(
     meta: dict[str, Any], results: dict[str, Result], checks: list[dict[str, Any]]
 ) -> str:
-    versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v)
+    versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
     out = [
         "# anyio_unittest benchmark",
         "",
-        f"- date: {meta['date']}; anyio_unittest at {meta.get('commit') or '?'}",
-        f"- Python {meta['python']} ({meta['implementation']}) on {meta['platform']}",
-        f"- CPU: {meta['cpu']} ({meta['cpus']} logical CPUs); load average "
-        f"before/after: {meta['load_average_before']} / "
-        f"{meta.get('load_average_after')}",
-        f"- {meta['tests']} trivial tests per run ({meta['per_class']} per "
-        f"class), {meta['repeat']} interleaved repetitions; {versions}",
+        f"{meta['date']}, commit {meta['commit']}; Python {meta['python']} on "
+        f"{meta['platform']}, {meta['cpus']} CPUs; load average "
+        f"{meta['load_before']} before, {meta['load_after']} after; {versions}.",
         "",
-        "µs per test: median and spread over the repetitions. x floor: in "
-        "process, the median of the row's samples each over a sample of the "
-        "sync `unittest.TestCase` row taken right before it (so the two see "
-        "the machine at the same speed; the floor row lists all those "
-        "samples); pytest rows, the ratio of medians to the same class under "
-        "pytest. x peer: the ratio of medians to `IsolatedAsyncioTestCase` "
-        "(as shipped).",
+        f"{meta['tests']} trivial tests in one class, {meta['repeat']} interleaved "
+        "repetitions. µs per test: median, min-max. x floor: in process, the "
+        "median of each sample over the sync `unittest.TestCase` sample taken just "
+        f"before it; pytest rows, over `{PYTEST_FLOOR}` (medians). x comparison: in "
+        "process, the quotient of the two rows' x floor; pytest rows, of medians.",
         "",
-        *table_lines(results),
+        "| row | what | µs/test | min-max | x floor | x comparison |",
+        "|---|---|--:|--:|--:|---|",
     ]
-    warning = load_warning(meta)
-    if warning:
-        out[-len(results) - 2 : -len(results) - 2] = [f"**Note.** {warning}", ""]
-    if checks:
-        out += [
-            "",
-            "## Targets",
-            "",
-            "The verdict is on the ratio in the table (x floor / x peer); the "
-            "ratio of the fastest repetitions is shown beside it. *Bare "
-            "mechanism*: the reference rows of the same backend, to the same "
-            "floor (no library code: the least any design that enters the loop "
-            "once per test pays).",
-            "",
-            "| row | compared with | ratio | ratio (best) | limit | | bare mechanism |",
-            "|---|---|--:|--:|--:|---|---|",
-        ]
-        for c in checks:
-            bare = ", ".join(
-                f"{v:.2f}x `{k}`" for k, v in c.get("bare_mechanism", {}).items()
-            )
-            out.append(
-                f"| `{c['row']}` | `{c['against']}` | {c['ratio']:.2f}x | "
-                f"{c['best_ratio']:.2f}x | <= {c['limit']:g}x | "
-                f"{'ok' if c['ok'] else '**missed**'} | {bare or '-'} |"
-            )
+    group = FLOOR
+    for key, res in results.items():
+        if res.row.group != group:
+            group = res.row.group
+            out.append(f"| **{group}** | | | | | |")
+        r, vs = ratio(results, key, res.row.vs), res.row.vs
+        out.append(
+            f"| `{key}` | {res.row.label} | {res.median:,.1f} | "
+            f"{min(res.samples):,.1f}-{max(res.samples):,.1f} | {res.x_floor:.2f}x | "
+            + (f"{r:.2f}x `{vs}` |" if r is not None else "|")
+        )
+    out += ["", "## Targets", "", "| row | compared with | ratio | limit | |"]
+    out.append("|---|---|--:|--:|---|")
+    for c in checks:
+        row, against = (
+            f"`{t}`" if isinstance(t, str) else f"`{t[0]}` - `{t[1]}` ({us:,.1f} µs)"
+            for t, us in zip((c["row"], c["against"]), c["us"])  # noqa: B905
+        )
+        verdict = "met" if c["met"] else "**missed**"
+        limit = f"≤ {c['limit']:g}x"
+        out.append(f"| {row} | {against} | {c['ratio']:.2f}x | {limit} | {verdict} |")
     return "\n".join(out) + "\n"
 
 
+COLOURS = {
+    "ours": ("tab:blue", "AnyIOTestCase"),
+    "peer": ("tab:orange", "peer: what users would otherwise pick"),
+    "ref": ("tab:green", "reference: the bare mechanism, no library"),
+    "stdlib": ("tab:gray", "stdlib / sync baseline"),
+}
+
+
 def plot(results: dict[str, Result], meta: dict[str, Any], path: Path) -> bool:
-    """A bar chart of µs/test per configuration, if matplotlib is importable."""
+    """The table as horizontal bars of µs/test (log scale), coloured by kind."""
     try:
-        import matplotlib  # type: ignore[import-not-found,unused-ignore]
+        import matplotlib
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # type: ignore[import-not-found,unused-ignore]
+        import matplotlib.pyplot as plt
+        from matplotlib.patches import Patch
     except ImportError:
+        print("no chart: matplotlib is not installed", file=sys.stderr)
         return False
-    keys = list(results)
-    medians = [results[k].median * 1e6 for k in keys]
-    # error bars: from the fastest to the slowest repetition
-    lows = [m - min(results[k].samples) * 1e6 for k, m in zip(keys, medians)]  # noqa: B905
-    highs = [max(results[k].samples) * 1e6 - m for k, m in zip(keys, medians)]  # noqa: B905
-    kinds = {
-        "sync floor": "tab:gray",
-        "IsolatedAsyncioTestCase": "tab:red",
-        "anyio_unittest": "tab:blue",
-        "reference, no library": "tab:green",
-        "other pytest plugins": "tab:orange",
-    }
-    colours = [kinds[_plot_kind(results[k].row)] for k in keys]
-    fig, ax = plt.subplots(figsize=(9, 0.28 * len(keys) + 1.5))
-    ax.barh(keys, medians, xerr=[lows, highs], color=colours)
+    res = list(results.values())
+    y = range(len(res))
+    med = [r.median for r in res]
+    spread = [[r.median - min(r.samples) for r in res]]
+    spread.append([max(r.samples) - r.median for r in res])
+    fig, ax = plt.subplots(figsize=(10, 0.24 * len(res) + 1.3))
+    colours = [COLOURS[r.row.kind][0] for r in res]
+    error = {"elinewidth": 0.7, "capsize": 1.5, "ecolor": "0.3"}
+    ax.barh(y, med, xerr=spread, color=colours, error_kw=error)
+    ax.set_yticks(y, [r.row.key for r in res], fontsize=7.5)
     ax.invert_yaxis()
     ax.set_xscale("log")
-    ax.set_xlabel("µs per trivial test (median, min-max; log scale)")
+    ax.set_xlim(min(med) / 1.5, max(max(r.samples) for r in res) * 4)
+    for i, r in enumerate(res):
+        ax.text(max(r.samples) * 1.1, i, f"{r.median:,.1f}", va="center", fontsize=6.5)
+        if i == 0 or r.row.group != res[i - 1].row.group:
+            ax.axhline(i - 0.5, color="0.7", lw=0.6)
+            where: dict[str, Any] = {"transform": ax.get_yaxis_transform()}
+            where.update(ha="right", va="top", fontsize=8, color="0.4")
+            ax.text(0.99, i - 0.4, r.row.group, **where)
+    ax.set_xlabel("µs per trivial test (median; whiskers: min-max; log scale)")
     ax.set_title(
-        f"anyio_unittest, {meta['tests']} tests, Python {meta['python']}, "
-        f"{meta['cpu']}",
+        f"anyio_unittest {meta['commit']}: {meta['tests']} tests, {meta['repeat']} "
+        f"repetitions, Python {meta['python']}",
         fontsize=9,
     )
-    ax.tick_params(axis="y", labelsize=7)
-    from matplotlib.patches import (  # type: ignore[import-not-found,unused-ignore]
-        Patch,
-    )
-
-    ax.legend(
-        handles=[Patch(color=c, label=k) for k, c in kinds.items()],
-        fontsize=7,
-        loc="lower right",
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    handles = [Patch(color=c, label=text) for c, text in COLOURS.values()]
+    ax.legend(handles=handles, fontsize=7, ncols=4, frameon=False, loc="upper center",
+              bbox_to_anchor=(0.5, -0.6 / fig.get_figheight()))  # fmt: skip
+    fig.savefig(path, dpi=130, bbox_inches="tight")
     plt.close(fig)
     return True
 
 
-def _plot_kind(row: Row) -> str:
-    if row.key in (FLOOR, PYTEST_FLOOR) or row.suite == "functions-sync":
-        return "sync floor"
-    if "isolated" in row.key:
-        return "IsolatedAsyncioTestCase"
-    if row.kind == "reference":
-        return "reference, no library"
-    if row.kind == "anyio" or row.suite in ("anyio-asyncio", "anyio-trio"):
-        return "anyio_unittest"
-    return "other pytest plugins"
+def metadata(n: int, repeat: int) -> dict[str, Any]:
+    def git(*args: str) -> str:
+        proc = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        return proc.stdout.strip()
+
+    dirty = "+dirty" if git("status", "--porcelain", "--", "anyio_unittest") else ""
+    dists = ("anyio", "trio", "uvloop", "pytest", "pytest_asyncio")
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat("T", "seconds"),
+        "commit": (git("rev-parse", "--short", "HEAD") or "?") + dirty,
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+        "cpus": os.cpu_count(),
+        "load_before": load(),
+        "tests": n,
+        "repeat": repeat,
+        "versions": {"anyio_unittest": __version__}
+        | {d: version(d) for d in dists if importlib.util.find_spec(d)},
+    }
 
 
-# -- memory ----------------------------------------------------------------------
+def load() -> list[float] | None:
+    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
-MEMORY_ROWS = ("unittest-sync", "anyio-asyncio-class", "anyio-trio-class")
+
+# -- memory and profile ---------------------------------------------------------------
+
+MEMORY_ROWS = (FLOOR, "anyio-asyncio-class", "anyio-trio-class")
 MEMORY_COUNTS = (2000, 20000)
+PACKAGES = ("anyio_unittest", "unittest", "asyncio", "trio", "anyio", "benchmarks")
 
 
-def memory_child(key: str, n: int, use_tracemalloc: bool) -> dict[str, Any]:
-    """Run *n* tests of *key* in one class, made lazily; report memory (in MB)."""
+class LazySuite(unittest.TestSuite):
+    """Makes each test as the run reaches it: memory growth is what a run keeps."""
+
+    def __init__(self, cls: type[unittest.TestCase], n: int) -> None:
+        super().__init__()
+        self.cls, self.n, self._cleanup = cls, n, False
+
+    def __iter__(self) -> Iterator[unittest.TestCase]:
+        return map(self.cls, test_names(self.n))
+
+    def countTestCases(self) -> int:
+        return self.n
+
+
+def find_row(key: str) -> Row:
+    row = next((r for r in all_rows() if r.key == key), None)
+    if row is None or row.base is None:
+        raise SystemExit(f"{key!r} is not an in-process row; see --list")
+    return row
+
+
+def memory_child(key: str, n: int) -> dict[str, float]:
+    """In a fresh process: the peak RSS of a run of *n* tests, in MB."""
     import resource
 
     row = find_row(key)
-    cls = make_case(row, n)
-    report: dict[str, Any] = {"row": key, "tests": n}
-    if use_tracemalloc:
-        import tracemalloc
-
-        tracemalloc.start()
-        gc.collect()
-        before = tracemalloc.get_traced_memory()[0]
-    run_suite(LazySuite(cls, n), n, row)
-    gc.collect()
-    if use_tracemalloc:
-        current, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-        report["traced_retained_mb"] = (current - before) / 2**20
-        report["traced_peak_mb"] = (peak - before) / 2**20
-    else:
-        # ru_maxrss is in KiB on Linux, in bytes on macOS
-        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        scale = 2**20 if sys.platform == "darwin" else 2**10
-        report["peak_rss_mb"] = maxrss / scale
-    return report
+    run_suite(row, LazySuite(make_case(row, n), n), n)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB; macOS: bytes
+    return {"peak_rss_mb": rss / (2**20 if sys.platform == "darwin" else 2**10)}
 
 
-def _run_child(args: list[str]) -> dict[str, Any]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("PYTHONDEVMODE", "PYTHONASYNCIODEBUG", "PYTHONTRACEMALLOC")
-    }
-    proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if proc.returncode != 0:
-        raise BenchError(f"child {args} failed:\n{proc.stdout}{proc.stderr}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
-
-
-def memory_report(counts: Sequence[int] = MEMORY_COUNTS) -> dict[str, Any]:
-    """Peak RSS and traced memory of each memory row, a fresh process per run."""
-    rows = [k for k in MEMORY_ROWS if k in {r.key for r in all_rows()}]
-    out: dict[str, Any] = {"counts": list(counts), "rows": {}}
-    for key in rows:
-        entry: dict[str, Any] = {}
-        for n in counts:
-            rss = _run_child(["--_memory-child", key, str(n)])
-            traced = _run_child(["--_memory-child", key, str(n), "--_tracemalloc"])
-            entry[str(n)] = {**rss, **traced}
-        low, high = (entry[str(counts[0])], entry[str(counts[-1])])
-        entry["rss_growth_mb"] = high["peak_rss_mb"] - low["peak_rss_mb"]
-        entry["traced_peak_growth_mb"] = high["traced_peak_mb"] - low["traced_peak_mb"]
-        entry["traced_retained_growth_mb"] = (
-            high["traced_retained_mb"] - low["traced_retained_mb"]
-        )
-        out["rows"][key] = entry
-    return out
-
-
-def memory_markdown(report: dict[str, Any]) -> str:
-    low, high = report["counts"][0], report["counts"][-1]
+def memory_report() -> tuple[str, dict[str, list[float]]]:
+    """Markdown, and the peak RSS in MB of each row for each of MEMORY_COUNTS."""
+    lo, hi = MEMORY_COUNTS
+    report: dict[str, list[float]] = {}
     lines = [
-        f"## Memory: {high:,} vs {low:,} tests in one class (a fresh process each)",
+        f"## Memory: {hi:,} vs {lo:,} tests in one class, a fresh process each",
         "",
-        "Tests are made one at a time as the run reaches them, so growth is what "
-        "is kept per test. Target for the class-scoped rows: peak RSS grows by "
-        "< 20 MB.",
+        "Tests are made as the run reaches them, so the growth is what a run keeps "
+        "per test. Target for the class-scoped rows: peak RSS grows by < 20 MB.",
         "",
-        f"| row | peak RSS {low:,} (MB) | peak RSS {high:,} (MB) | RSS growth | "
-        f"traced peak growth | traced retained growth |",
-        "|---|--:|--:|--:|--:|--:|",
+        f"| row | peak RSS, {lo:,} tests (MB) | {hi:,} tests | growth |",
+        "|---|--:|--:|--:|",
     ]
-    for key, e in report["rows"].items():
+    for key in MEMORY_ROWS:
+        rss = report[key] = []
+        for n in MEMORY_COUNTS:
+            command = [sys.executable, __file__, "--memory-child", key, str(n)]
+            proc = subprocess.run(command, capture_output=True, text=True)
+            if proc.returncode:
+                raise BenchError(f"memory, {key}: {proc.stdout}{proc.stderr}")
+            rss.append(json.loads(proc.stdout)["peak_rss_mb"])
         lines.append(
-            f"| `{key}` | {e[str(low)]['peak_rss_mb']:.1f} | "
-            f"{e[str(high)]['peak_rss_mb']:.1f} | {e['rss_growth_mb']:+.1f} | "
-            f"{e['traced_peak_growth_mb']:+.2f} | "
-            f"{e['traced_retained_growth_mb']:+.2f} |"
+            f"| `{key}` | {rss[0]:.1f} | {rss[1]:.1f} | {rss[1] - rss[0]:+.1f} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n", report
 
 
-# -- profile ---------------------------------------------------------------------
-
-
-def profile(key: str, n: int, top: int, per_class: int = 0) -> str:
-    """cProfile one run of *key*'s suite; a table of cost per test, by function."""
+def profile(key: str, n: int, top: int) -> None:
+    """cProfile one run of a row's suite: own time per test, by package and function."""
     import cProfile
     import pstats
 
-    row = find_row(key)
-    if row.kind == "pytest":
-        raise SystemExit("--profile works on in-process rows only")
-    bench = InProcessBench(row, n, per_class)
-    bench.warm_up()
-    suite = make_suite(bench.classes)
+    bench = InProcess(find_row(key), n)
     profiler = cProfile.Profile()
-    profiler.enable()
-    run_suite(suite, n, row)
-    profiler.disable()
-    stats = pstats.Stats(profiler)
-    entries = []
-    for (filename, line, func), (_cc, nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
-        where = _short_path(filename)
-        entries.append((tt, ct, nc, f"{where}:{line}({func})"))
-    total = sum(e[0] for e in entries)
-    groups: dict[str, float] = {}
-    for tt, _ct, _nc, name in entries:
-        group = name.split("/", 1)[0] if "/" in name else "other"
-        if group not in ("anyio_unittest", "unittest", "asyncio", "trio", "anyio"):
-            group = "other (builtins, contextlib, outcome, sniffio, ...)"
-        groups[group] = groups.get(group, 0.0) + tt
-    lines = [
-        f"cProfile of {key} ({row.label}), {n} tests: "
-        f"{total / n * 1e6:.1f} µs/test of profiled time "
-        "(profiling inflates it; compare the shares, not the totals)",
-        "",
-        "own time by package:",
-        *(
-            f"{tt / n * 1e6:11.2f} µs/test {tt / total:6.1%}  {group}"
-            for group, tt in sorted(groups.items(), key=lambda g: -g[1])
-        ),
-        "",
-        f"{'own µs/test':>11} {'cum µs/test':>11} {'calls/test':>10}  function",
-    ]
-    for tt, ct, nc, name in sorted(entries, reverse=True)[:top]:
-        lines.append(
-            f"{tt / n * 1e6:11.2f} {ct / n * 1e6:11.2f} {nc / n:10.2f}  {name}"
-        )
-    lines += ["", "by cumulative time:", ""]
-    for tt, ct, nc, name in sorted(entries, key=lambda e: e[1], reverse=True)[:top]:
-        lines.append(
-            f"{tt / n * 1e6:11.2f} {ct / n * 1e6:11.2f} {nc / n:10.2f}  {name}"
-        )
-    return "\n".join(lines)
+    profiler.runcall(bench.run, bench.cls, n)
+    stats: dict[Any, Any] = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    packages: dict[str, float] = {}
+    functions = []
+    for (file, line, func), (_, calls, own, cumulative, _) in stats.items():
+        parts = Path(file).parts
+        package = next((p for p in reversed(parts) if p in PACKAGES), "other")
+        packages[package] = packages.get(package, 0.0) + own / n * 1e6
+        where = "/".join(parts[parts.index(package) :]) if package in parts else file
+        functions.append((own, cumulative, calls, f"{where}:{line}({func})"))
+    total = sum(packages.values())
+    print(f"cProfile of {key}, {n} tests: {total:.1f} µs/test (profiling inflates it)")
+    for package, own in sorted(packages.items(), key=lambda p: -p[1]):
+        print(f"{own:9.2f} µs/test {own / total:6.1%}  {package}")
+    print(f"\n{'own µs':>9} {'cum µs':>9} {'calls':>6}  (per test)")
+    for own, cumulative, calls, where in sorted(functions, reverse=True)[:top]:
+        per_test = f"{own / n * 1e6:9.2f} {cumulative / n * 1e6:9.2f} {calls / n:6.2f}"
+        print(f"{per_test}  {where}")
 
 
-def _short_path(filename: str) -> str:
-    if filename.startswith("~") or filename.startswith("<"):
-        return filename
-    path = Path(filename)
-    if path.name == "bench.py":
-        return "bench.py"
-    for marker in ("anyio_unittest", "unittest", "asyncio", "trio", "anyio"):
-        if marker in path.parts:
-            index = len(path.parts) - 1 - path.parts[::-1].index(marker)
-            return "/".join(path.parts[index:])
-    return path.name
+# -- command line ---------------------------------------------------------------------
 
 
-# -- command line ----------------------------------------------------------------
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--tests", type=int, default=2000, help="tests per suite")
-    parser.add_argument("--repeat", type=int, default=5, help="repetitions per row")
-    parser.add_argument(
-        "--per-class", type=int, default=0, help="tests per class (0: all in one)"
-    )
-    parser.add_argument(
-        "--rows",
-        action="append",
-        metavar="GLOB",
-        help="only the rows whose key matches (repeatable; the floor always runs)",
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=ROOT / "benchmarks" / "results",
-        help="folder for the Markdown, JSON and PNG results",
-    )
-    parser.add_argument("--no-write", action="store_true", help="print only")
-    parser.add_argument(
-        "--check", action="store_true", help="exit 1 if a target is missed"
-    )
-    parser.add_argument("--list", action="store_true", help="list the row keys")
-    parser.add_argument(
-        "--memory", action="store_true", help="measure memory, 2,000 vs 20,000 tests"
-    )
-    parser.add_argument("--profile", metavar="ROW", help="cProfile one row's suite")
-    parser.add_argument("--top", type=int, default=30, help="functions to show")
-    parser.add_argument("--json", action="store_true", help="print JSON only")
-    parser.add_argument("--_memory-child", nargs=2, help=argparse.SUPPRESS)
-    parser.add_argument("--_tracemalloc", action="store_true", help=argparse.SUPPRESS)
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    add = parser.add_argument
+    add("--tests", type=int, default=2000, help="tests per row (default 2000)")
+    add("--repeat", type=int, default=5, help="interleaved repetitions (default 5)")
+    add("--rows", action="append", metavar="GLOB", help="rows to run (repeatable)")
+    add("--list", action="store_true", help="list every row")
+    add("--json", action="store_true", help="print JSON instead of the table")
+    add("--no-write", action="store_true", help="write no files in results/")
+    add("--plot", nargs="?", const="", metavar="PNG", help="draw the chart (to PNG)")
+    add("--check", action="store_true", help="exit 1 if a target is missed")
+    add("--memory", action="store_true", help="peak memory, 2,000 vs 20,000 tests")
+    add("--profile", metavar="ROW", help="cProfile one in-process row")
+    add("--top", type=int, default=30, help="functions --profile lists")
+    add("--memory-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    out = ROOT / "benchmarks" / "results"
+    tag = f"py{sys.version_info.major}{sys.version_info.minor}"
 
-    if args._memory_child:
-        key, count = args._memory_child
-        print(json.dumps(memory_child(key, int(count), args._tracemalloc)))
+    if args.memory_child:
+        print(json.dumps(memory_child(args.memory_child[0], int(args.memory_child[1]))))
         return 0
     if args.list:
         for row in all_rows():
-            print(f"{row.key:40} {row.label}")
+            note = "" if row.default else " (not by default)"
+            print(f"{row.key:37} {row.label}{note}")
         return 0
     if args.profile:
-        print(profile(args.profile, args.tests, args.top, args.per_class))
+        profile(args.profile, args.tests, args.top)
         return 0
     if args.memory:
-        report = memory_report()
-        if args.json:
-            print(json.dumps(report, indent=2))
-        else:
-            print(memory_markdown(report))
-        missed = [
-            k
-            for k, e in report["rows"].items()
-            if k != FLOOR and e["rss_growth_mb"] >= 20
-        ]
+        text, report = memory_report()
+        print(json.dumps(report) if args.json else text)
         if not args.no_write:
-            args.out.mkdir(parents=True, exist_ok=True)
-            tag = _file_tag()
-            (args.out / f"memory-{tag}.md").write_text(memory_markdown(report))
-            (args.out / f"memory-{tag}.json").write_text(
-                json.dumps({"meta": metadata(0, 1, 0), **report}, indent=2) + "\n"
-            )
-        return 1 if args.check and missed else 0
+            (out / f"memory-{tag}.md").write_text(text)
+            data = {"tests": MEMORY_COUNTS, "peak_rss_mb": report}
+            (out / f"memory-{tag}.json").write_text(json.dumps(data, indent=2) + "\n")
+        return 0
 
-    rows = select_rows(args.rows)
-    meta = metadata(args.tests, args.repeat, args.per_class)
-
-    def progress(message: str) -> None:
-        if not args.json and sys.stderr.isatty():
-            print(f"\r{message:<72}", end="", file=sys.stderr, flush=True)
-
-    results = run_table(rows, args.tests, args.repeat, args.per_class, progress)
-    if not args.json and sys.stderr.isatty():
-        print("\r" + " " * 72 + "\r", end="", file=sys.stderr)
-    meta["load_average_after"] = _load()
+    meta = metadata(args.tests, args.repeat)
+    results = run_table(select_rows(args.rows), args.tests, args.repeat)
+    meta["load_after"] = load()
     checks = check_targets(results)
-    payload = {
-        "meta": meta,
-        "rows": [
-            {
-                "key": key,
-                "label": res.row.label,
-                "runner": "pytest" if res.row.kind == "pytest" else "unittest",
-                "samples_us": [round(s * 1e6, 2) for s in res.samples],
-                "median_us": round(res.median * 1e6, 2),
-                "min_us": round(min(res.samples) * 1e6, 2),
-                "max_us": round(max(res.samples) * 1e6, 2),
-                "ratio_floor": _round(ratios(results, key)[0]),
-                "ratio_peer": _round(ratios(results, key)[1]),
-            }
-            for key, res in results.items()
-        ],
-        "targets": checks,
-    }
     text = markdown(meta, results, checks)
-    if args.json:
-        print(json.dumps(payload, indent=2))
-    else:
-        print(text)
+    rows = [row_json(res, results) for res in results.values()]
+    payload = {"meta": meta, "rows": rows, "targets": checks}
+    print(json.dumps(payload, indent=2) if args.json else text)
     if not args.no_write:
-        args.out.mkdir(parents=True, exist_ok=True)
-        tag = _file_tag()
-        (args.out / f"bench-{tag}.md").write_text(text)
-        (args.out / f"bench-{tag}.json").write_text(
-            json.dumps(payload, indent=2) + "\n"
-        )
-        if plot(results, meta, args.out / f"bench-{tag}.png") and not args.json:
-            print(f"plot: {args.out / f'bench-{tag}.png'}")
-        if not args.json:
-            print(f"written: {args.out / f'bench-{tag}.md'} and .json")
-    return 1 if args.check and not all(c["ok"] for c in checks) else 0
+        (out / f"bench-{tag}.md").write_text(text)
+        (out / f"bench-{tag}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    if args.plot is not None or not args.no_write:
+        png = Path(args.plot) if args.plot else out / f"bench-{tag}.png"
+        if plot(results, meta, png) and not args.json:
+            print(f"chart: {png}")
+    return 1 if args.check and not all(c["met"] for c in checks) else 0
 
 
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
-
-
-def _file_tag() -> str:
-    """``py311``: results of different Pythons sit side by side."""
-    return f"py{sys.version_info.major}{sys.version_info.minor}"
+def row_json(res: Result, results: dict[str, Result]) -> dict[str, Any]:
+    vs = ratio(results, res.row.key, res.row.vs)
+    return {
+        "key": res.row.key,
+        "label": res.row.label,
+        "kind": res.row.kind,
+        "runner": "pytest" if res.row.source else "unittest",
+        "samples_us": [round(s, 2) for s in res.samples],
+        "median_us": round(res.median, 2),
+        "min_us": round(min(res.samples), 2),
+        "max_us": round(max(res.samples), 2),
+        "ratio_floor": round(res.x_floor, 3),
+        "vs": res.row.vs if vs is not None else None,
+        "ratio_vs": None if vs is None else round(vs, 3),
+    }
 
 
 if __name__ == "__main__":
