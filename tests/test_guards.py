@@ -1,8 +1,10 @@
 """Guard rails for shared runners: time limits, leaked tasks, swallowed errors.
 
 Each behaviour is checked on asyncio and on trio by running small suites of
-``AnyIOTestCase`` classes, defined inside the tests, from plain sync tests; the
-issue's "done when" suite runs end to end under ``python -m unittest`` and pytest.
+``AnyIOTestCase`` classes, defined inside the tests, from plain sync tests. A
+suite with a test that leaks a task, one that hangs and a callback that raises
+runs end to end under ``python -m unittest`` and pytest: it ends in bounded time
+with each problem reported against its test.
 """
 
 from __future__ import annotations
@@ -825,10 +827,10 @@ class TestSwallowedErrorsAsyncio(BackendTests, unittest.TestCase):
         self.assertEqual(result.testsRun, 2)
 
 
-# -- the issue's "done when", end to end -----------------------------------------
+# -- a leak, a hang and a swallowed error in one suite, end to end ---------------
 
-DONE_WHEN = {
-    "test_done.py": """
+GUARDED_SUITE = {
+    "test_guarded.py": """
         import asyncio
 
         import anyio
@@ -882,7 +884,7 @@ DONE_WHEN = {
 }
 
 
-class TestDoneWhen(unittest.TestCase):
+class TestGuardsEndToEnd(unittest.TestCase):
     """A suite with a test that leaks a task, one that hangs and a callback that
     raises ends in bounded time with each problem reported against its test."""
 
@@ -895,7 +897,7 @@ class TestDoneWhen(unittest.TestCase):
     }
 
     def test_under_unittest_and_pytest(self) -> None:
-        folder = write_suite(DONE_WHEN)
+        folder = write_suite(GUARDED_SUITE)
 
         def timed(run: Any, *args: str) -> tuple[Outcome, float]:
             start = time.monotonic()

@@ -1,4 +1,4 @@
-"""Misuse at run time (issue 8): a clear failure of that test, the rest intact.
+"""Misuse at run time: a clear failure of that test, the rest intact.
 
 Each scenario is a class with ``loop_scope = "class"`` whose first test misuses
 its runner and whose second test (``test_z_next``) checks that the runner is the
