@@ -1,7 +1,17 @@
-"""Helpers for the project's tests: run a written suite under a real runner."""
+"""Helpers for the project's tests.
+
+A written suite run under a real runner, in a subprocess: :func:`write_suite`,
+:func:`run`, :func:`run_unittest`, :func:`run_pytest`, and what their output
+says. Suites run in this process: :func:`run_cases` and :func:`run_classes`;
+what a result holds, as :class:`Problem` records (:func:`problems`) or in the
+shape a test compares (:func:`reported_texts`, :func:`last_lines`,
+:func:`texts_by_test`, :func:`outcomes_by_test`); and :class:`BackendTests`, the
+mixin of sync tests that build ``AnyIOTestCase`` classes on one backend.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -11,8 +21,18 @@ import textwrap
 import unittest
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
+
+import sniffio
+import trio
+
+import anyio_unittest
+from anyio_unittest import AnyIOTestCase
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+# -- suites run by a real runner, in a subprocess ----------------------------------
 
 
 @dataclass
@@ -165,3 +185,140 @@ def run_pytest(
     for number, kind in _PYTEST_COUNT.findall(last):
         outcome.counts["error" if kind.startswith("error") else kind] = int(number)
     return outcome
+
+
+# -- suites run in this process ----------------------------------------------------
+
+#: the folder of the package under test, as it appears in a traceback
+PACKAGE_DIR = os.path.dirname(os.path.abspath(anyio_unittest.__file__)) + os.sep
+
+ResultT = TypeVar("ResultT", bound=unittest.TestResult)
+
+
+@overload
+def run_cases(
+    *tests: unittest.TestCase | unittest.TestSuite,
+) -> unittest.TestResult: ...
+
+
+@overload
+def run_cases(
+    *tests: unittest.TestCase | unittest.TestSuite, result: ResultT
+) -> ResultT: ...
+
+
+def run_cases(
+    *tests: unittest.TestCase | unittest.TestSuite,
+    result: unittest.TestResult | None = None,
+) -> unittest.TestResult:
+    """Run *tests* as one suite, as a runner would (class and module fixtures
+    included), into *result* (a new TestResult by default), and return it."""
+    if result is None:
+        result = unittest.TestResult()
+    unittest.TestSuite(tests).run(result)
+    return result
+
+
+def run_classes(*classes: type[unittest.TestCase]) -> unittest.TestResult:
+    """Run every test of *classes* as one suite (see :func:`run_cases`)."""
+    loader = unittest.TestLoader()
+    return run_cases(*(loader.loadTestsFromTestCase(cls) for cls in classes))
+
+
+def name_of(test: object) -> str:
+    """The name of the test method *test* (a subtest: that of its test), or
+    unittest's description of a class or module fixture ("setUpClass
+    (module.Class)") that a result holds an error against."""
+    test = getattr(test, "test_case", test)
+    return getattr(test, "_testMethodName", None) or str(test)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One error or failure a TestResult holds."""
+
+    kind: str  # "error" or "failure"
+    name: str  # see name_of()
+    text: str  # the traceback, as reported
+
+    @property
+    def last_line(self) -> str:
+        """The last line of the traceback: the exception and its message."""
+        return self.text.strip().splitlines()[-1]
+
+
+def problems(result: unittest.TestResult) -> list[Problem]:
+    """The errors, then the failures, of *result*, in the order reported."""
+    return [
+        Problem(kind, name_of(test), text)
+        for kind, entries in (("error", result.errors), ("failure", result.failures))
+        for test, text in entries
+    ]
+
+
+def reported_texts(result: unittest.TestResult) -> list[str]:
+    """The text of each error, then of each failure."""
+    return [problem.text for problem in problems(result)]
+
+
+def last_lines(result: unittest.TestResult) -> list[tuple[str, str, str]]:
+    """(kind, test name, last line of the traceback) of each error, then of
+    each failure."""
+    return [(p.kind, p.name, p.last_line) for p in problems(result)]
+
+
+def texts_by_test(result: unittest.TestResult) -> dict[str, str]:
+    """Test name -> the text reported against it."""
+    return {p.name: p.text for p in problems(result)}
+
+
+def outcomes_by_test(result: unittest.TestResult) -> dict[str, str]:
+    """Test name -> "error: <text>" or "failure: <text>"."""
+    return {p.name: f"{p.kind}: {p.text}" for p in problems(result)}
+
+
+def current_loop() -> object:
+    """The asyncio loop, or the trio run's root task, the calling code runs on."""
+    if sniffio.current_async_library() == "asyncio":
+        return asyncio.get_running_loop()
+    return trio.lowlevel.current_root_task()
+
+
+def assert_closed(test: unittest.TestCase, loop: object) -> None:
+    """*loop* (from current_loop()) is closed, or its trio run has ended."""
+    if isinstance(loop, asyncio.AbstractEventLoop):
+        test.assertTrue(loop.is_closed())
+    else:
+        # trio allows one run per thread: a new one starts only if it has ended
+        test.assertIsNone(trio.run(trio.sleep, 0))
+
+
+if TYPE_CHECKING:
+    _TestCase = unittest.TestCase
+else:
+    _TestCase = object
+
+
+class BackendTests(_TestCase):
+    """A mixin for sync tests that build ``AnyIOTestCase`` classes on one
+    backend and run them in this process: each concrete class is
+    ``(SomeTests, unittest.TestCase)`` with ``backend`` set."""
+
+    backend: ClassVar[str]
+
+    def make(self, body: type, **attrs: Any) -> type[AnyIOTestCase]:
+        """An AnyIOTestCase on this backend with the methods of *body* and the
+        class attributes *attrs*, in the module of the concrete test class."""
+        namespace = {
+            "anyio_backend": self.backend,
+            "__module__": type(self).__module__,
+            **attrs,
+        }
+        return type(body.__name__, (body, AnyIOTestCase), namespace)
+
+    def stdlib(
+        self, body: type, **attrs: Any
+    ) -> type[unittest.IsolatedAsyncioTestCase]:
+        """The same with ``IsolatedAsyncioTestCase``, the reference."""
+        namespace = {"__module__": type(self).__module__, **attrs}
+        return type(body.__name__, (body, unittest.IsolatedAsyncioTestCase), namespace)

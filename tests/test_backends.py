@@ -28,7 +28,9 @@ from anyio_unittest import AnyIOTestCase
 from ._support import (
     SKIPPED_TESTS_COUNT_AS_RUN,
     Outcome,
+    reported_texts,
     run,
+    run_cases,
     run_pytest,
     run_unittest,
     unittest_description,
@@ -58,16 +60,6 @@ def scratch(case: unittest.TestCase, source: str) -> Any:
     code = compile(textwrap.dedent(source), f"<{module.__name__}>", "exec")
     exec(code, module.__dict__)
     return module
-
-
-def run_suite(*tests: unittest.TestCase | unittest.TestSuite) -> unittest.TestResult:
-    result = unittest.TestResult()
-    unittest.TestSuite(tests).run(result)
-    return result
-
-
-def problems(result: unittest.TestResult) -> list[str]:
-    return [text for _, text in result.errors + result.failures]
 
 
 def names(cls: type) -> list[str]:
@@ -197,8 +189,8 @@ class TestGeneratedClasses(unittest.TestCase):
 
     def test_each_generated_class_runs_on_its_backend(self) -> None:
         classes = self.declaring.anyio_backend_classes.values()
-        result = run_suite(*map(loader.loadTestsFromTestCase, classes))
-        self.assertEqual(problems(result), [])
+        result = run_cases(*map(loader.loadTestsFromTestCase, classes))
+        self.assertEqual(reported_texts(result), [])
         skipped = {t.id().split(".")[1] for t, _ in result.skipped}
         expected_skips = (
             set() if HAVE_UVLOOP else {f"TestProtocol_{i}" for i in UVLOOP_IDS}
@@ -226,8 +218,8 @@ class TestGeneratedClasses(unittest.TestCase):
                 clone = pickle.loads(pickle.dumps(test))
                 self.assertIs(type(clone), cls)
                 self.assertEqual(clone.id(), test.id())
-                result = run_suite(clone)
-                self.assertEqual(problems(result), [])
+                result = run_cases(clone)
+                self.assertEqual(reported_texts(result), [])
                 self.assertEqual(result.testsRun, 1)
 
 
@@ -355,8 +347,8 @@ class TestInheritance(unittest.TestCase):
         self.assertEqual(m.TestConcrete_trio.loop_scope, "class")
 
     def test_everything_runs_once_on_the_right_backend(self) -> None:
-        result = run_suite(loader.loadTestsFromModule(self.module))
-        self.assertEqual(problems(result), [])
+        result = run_cases(loader.loadTestsFromModule(self.module))
+        self.assertEqual(reported_texts(result), [])
         expected = [
             *[(f"Base_{b}", "test_base", b) for b in ("asyncio", "trio")],
             *[
@@ -445,10 +437,10 @@ class TestEnvironmentSelection(unittest.TestCase):
     def load(self, **variables: str) -> tuple[Any, unittest.TestResult]:
         with mock.patch.dict(os.environ, variables):
             module = scratch(self, SELECTION)
-            return module, run_suite(loader.loadTestsFromModule(module))
+            return module, run_cases(loader.loadTestsFromModule(module))
 
     def outcome(self, module: Any, result: unittest.TestResult) -> dict[str, Any]:
-        self.assertEqual(problems(result), [])
+        self.assertEqual(reported_texts(result), [])
         return {
             "ran": sorted(module.RAN),
             "skipped": sorted((t.id().split(".")[1], why) for t, why in result.skipped),

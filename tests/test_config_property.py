@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 from anyio_unittest import AnyIOTestCase, ConfigurationError
 from anyio_unittest._scopes import registry
 
-from ._support import SKIPPED_TESTS_COUNT_AS_RUN
+from ._support import SKIPPED_TESTS_COUNT_AS_RUN, reported_texts
 
 HAVE_UVLOOP = importlib.util.find_spec("uvloop") is not None
 ENV_VARS = (
@@ -327,8 +327,7 @@ class TestAnyConfiguration(unittest.TestCase):
         if error is not None:
             raise AssertionError(f"running {classes} raised {error!r}") from error
         assert result is not None
-        problems = [text for _, text in result.errors + result.failures]
-        self.assertEqual(problems, [])
+        self.assertEqual(reported_texts(result), [])
         # a skipped class here is skipped by __unittest_skip__, as a decorator
         # does: some Pythons leave it out of testsRun (SKIPPED_TESTS_COUNT_AS_RUN)
         not_counted = 0 if SKIPPED_TESTS_COUNT_AS_RUN else len(result.skipped)

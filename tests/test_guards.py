@@ -1,8 +1,10 @@
 """Guard rails for shared runners: time limits, leaked tasks, swallowed errors.
 
 Each behaviour is checked on asyncio and on trio by running small suites of
-``AnyIOTestCase`` classes, defined inside the tests, from plain sync tests; the
-issue's "done when" suite runs end to end under ``python -m unittest`` and pytest.
+``AnyIOTestCase`` classes, defined inside the tests, from plain sync tests. A
+suite with a test that leaks a task, one that hangs and a callback that raises
+runs end to end under ``python -m unittest`` and pytest: it ends in bounded time
+with each problem reported against its test.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 from unittest import mock
 
 import anyio
@@ -30,10 +32,19 @@ from anyio.abc import SocketAttribute, TaskGroup
 import anyio_unittest
 from anyio_unittest import AnyIOTestCase, LeakedTaskWarning
 
-from ._support import Outcome, run_pytest, run_unittest, unittest_id, write_suite
+from ._support import (
+    PACKAGE_DIR,
+    BackendTests,
+    Outcome,
+    outcomes_by_test,
+    run_classes,
+    run_pytest,
+    run_unittest,
+    unittest_id,
+    write_suite,
+)
 
 THIS_FILE = os.path.abspath(__file__)
-PACKAGE_DIR = os.path.dirname(os.path.abspath(anyio_unittest.__file__)) + os.sep
 TIMEOUT_ENV = "ANYIO_UNITTEST_TIMEOUT"
 
 
@@ -56,47 +67,13 @@ def timeout_env(value: str | None) -> Iterator[None]:
         yield
 
 
-def run_classes(
+def run_with_env_timeout(
     *classes: type[unittest.TestCase], env_timeout: str | None = None
 ) -> unittest.TestResult:
-    """Run every test of *classes* in one suite, as a runner would."""
-    loader = unittest.TestLoader()
-    suite = unittest.TestSuite([loader.loadTestsFromTestCase(c) for c in classes])
-    result = unittest.TestResult()
+    """:func:`run_classes` with ANYIO_UNITTEST_TIMEOUT unset, or set to
+    *env_timeout*."""
     with timeout_env(env_timeout):
-        suite.run(result)
-    return result
-
-
-def outcomes(result: unittest.TestResult) -> dict[str, str]:
-    """What went wrong, by test method (or unittest's description of a class
-    fixture): 'error: <text>' or 'failure: <text>'."""
-    found = {}
-    for kind, entries in (("error", result.errors), ("failure", result.failures)):
-        for test, text in entries:
-            name = getattr(test, "_testMethodName", None) or str(test)
-            found[name] = f"{kind}: {text}"
-    return found
-
-
-if TYPE_CHECKING:
-    _Base = unittest.TestCase
-else:
-    _Base = object
-
-
-class BackendTests(_Base):
-    """Sync tests that build suites on one backend; each concrete class is
-    ``(SomeTests, unittest.TestCase)`` with ``backend`` set."""
-
-    backend: ClassVar[str]
-
-    def make(self, body: type, **attrs: Any) -> type[AnyIOTestCase]:
-        namespace = {"anyio_backend": self.backend, "__module__": __name__, **attrs}
-        return type(body.__name__, (body, AnyIOTestCase), namespace)
-
-    def assert_no_package_frames(self, text: str) -> None:
-        self.assertNotIn(PACKAGE_DIR, text)
+        return run_classes(*classes)
 
 
 # -- time limits -----------------------------------------------------------------
@@ -150,9 +127,9 @@ class TimeoutTests(BackendTests):
                     HangingBody, loop_scope=scope, timeout=0.1, events=events
                 )
                 start = time.monotonic()
-                result = run_classes(case)
+                result = run_with_env_timeout(case)
                 self.assertLess(time.monotonic() - start, 3)
-                found = outcomes(result)
+                found = outcomes_by_test(result)
                 self.assertEqual(list(found), ["test_a_hangs"])
                 text = found["test_a_hangs"]
                 self.assertTrue(text.startswith("failure: "), text)
@@ -161,7 +138,7 @@ class TimeoutTests(BackendTests):
                 line = line_of(HangingBody.test_a_hangs, "# the hanging line")
                 self.assertIn(f'File "{THIS_FILE}", line {line}, in test_a_hangs', text)
                 self.assertIn("await anyio.sleep(30)", text)
-                self.assert_no_package_frames(text)
+                self.assertNotIn(PACKAGE_DIR, text)
                 # the runner (shared or not) is usable by the next test
                 self.assertEqual(events, ["next test ran"])
                 self.assertEqual(result.testsRun, 2)
@@ -194,9 +171,9 @@ class TimeoutTests(BackendTests):
                 await anyio.sleep(30)
 
         start = time.monotonic()
-        result = run_classes(self.make(Body), self.make(Shorter))
+        result = run_with_env_timeout(self.make(Body), self.make(Shorter))
         self.assertLess(time.monotonic() - start, 3)
-        found = outcomes(result)
+        found = outcomes_by_test(result)
         self.assertEqual(sorted(found), ["test_class_limit", "test_shorter"])
         self.assertIn("limit of 0.05 seconds", found["test_class_limit"])
         self.assertIn("limit of 0.05 seconds", found["test_shorter"])
@@ -223,15 +200,17 @@ class TimeoutTests(BackendTests):
                 await anyio.sleep(30)
 
         start = time.monotonic()
-        shortened = run_classes(self.make(Long), env_timeout="0.05")
-        lengthened = run_classes(self.make(Short), env_timeout="5")
-        decorated = run_classes(self.make(Decorated), env_timeout="30")
+        shortened = run_with_env_timeout(self.make(Long), env_timeout="0.05")
+        lengthened = run_with_env_timeout(self.make(Short), env_timeout="5")
+        decorated = run_with_env_timeout(self.make(Decorated), env_timeout="30")
         self.assertLess(time.monotonic() - start, 3)
-        self.assertEqual(list(outcomes(shortened)), ["test_hangs"])
-        self.assertIn("limit of 0.05 seconds", outcomes(shortened)["test_hangs"])
-        self.assertEqual(outcomes(lengthened), {})
+        self.assertEqual(list(outcomes_by_test(shortened)), ["test_hangs"])
+        self.assertIn(
+            "limit of 0.05 seconds", outcomes_by_test(shortened)["test_hangs"]
+        )
+        self.assertEqual(outcomes_by_test(lengthened), {})
         self.assertEqual(lengthened.testsRun, 1)
-        self.assertEqual(list(outcomes(decorated)), ["test_decorated"])
+        self.assertEqual(list(outcomes_by_test(decorated)), ["test_decorated"])
 
     def test_async_setup_and_test_share_one_budget_teardown_gets_its_own(
         self,
@@ -262,8 +241,8 @@ class TimeoutTests(BackendTests):
                     await anyio.sleep(0.12)
                     events.append("teardown finished")
 
-        result = run_classes(self.make(Body))
-        found = outcomes(result)
+        result = run_with_env_timeout(self.make(Body))
+        found = outcomes_by_test(result)
         self.assertEqual(list(found), ["test_shares_the_budget"])
         self.assertIn(
             "test exceeded the limit of 0.2 seconds (shared by asyncSetUp and the "
@@ -298,8 +277,8 @@ class TimeoutTests(BackendTests):
             def tearDown(self) -> None:
                 events.append("tearDown")
 
-        result = run_classes(self.make(Body))
-        self.assertEqual(list(outcomes(result)), ["test_hangs"])
+        result = run_with_env_timeout(self.make(Body))
+        self.assertEqual(list(outcomes_by_test(result)), ["test_hangs"])
         if self.backend == "asyncio":
             # asyncio cancels the timed-out phase once
             expected = [
@@ -319,9 +298,9 @@ class TimeoutTests(BackendTests):
         hung = self.make(HangingClassSetUpBody)
         following = self.make(NextClassBody, events=events)
         start = time.monotonic()
-        result = run_classes(hung, following)
+        result = run_with_env_timeout(hung, following)
         self.assertLess(time.monotonic() - start, 3)
-        found = outcomes(result)
+        found = outcomes_by_test(result)
         key = f"setUpClass ({__name__}.HangingClassSetUpBody)"
         self.assertEqual(list(found), [key])
         text = found[key]
@@ -351,11 +330,13 @@ class TimeoutTests(BackendTests):
         case = self.make(Body)
         # what _under_debugger() looks for: PyCharm's and VS Code's debugger
         with mock.patch.dict(sys.modules, {"pydevd": types.ModuleType("pydevd")}):
-            result = run_classes(case)
-        self.assertEqual(outcomes(result), {})
+            result = run_with_env_timeout(case)
+        self.assertEqual(outcomes_by_test(result), {})
         self.assertEqual(result.testsRun, 1)
         # and without one, the same class fails: the limits were real
-        self.assertEqual(len(outcomes(run_classes(self.make(Body)))), 1)
+        self.assertEqual(
+            len(outcomes_by_test(run_with_env_timeout(self.make(Body)))), 1
+        )
 
     def test_a_swallowed_or_converted_cancellation_is_still_a_timeout(
         self,
@@ -377,7 +358,9 @@ class TimeoutTests(BackendTests):
 
         for scope in ("function", "class"):
             with self.subTest(loop_scope=scope):
-                found = outcomes(run_classes(self.make(Body, loop_scope=scope)))
+                found = outcomes_by_test(
+                    run_with_env_timeout(self.make(Body, loop_scope=scope))
+                )
                 self.assertEqual(sorted(found), ["test_converts", "test_swallows"])
                 for text in found.values():
                     self.assertTrue(text.startswith("failure: "), text)
@@ -406,7 +389,7 @@ class TimeoutTests(BackendTests):
                 events.append("teardown")
 
         start = time.monotonic()
-        found = outcomes(run_classes(self.make(Body)))
+        found = outcomes_by_test(run_with_env_timeout(self.make(Body)))
         self.assertLess(time.monotonic() - start, 3)
         self.assertEqual(list(found), ["test_shielded"])
         self.assertIn("timed out", found["test_shielded"])
@@ -471,14 +454,14 @@ class LeakTests(BackendTests):
         case = self.make(LeakBody, events=events, **attrs)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result = run_classes(case)
+            result = run_with_env_timeout(case)
         self.assertEqual(result.testsRun, 2)
         return result, events, caught
 
     def test_fail_is_the_default_and_names_the_task_and_where_it_waits(self) -> None:
         self.assertEqual(AnyIOTestCase.leaked_tasks, "fail")
         result, events, caught = self.run_leak()
-        found = outcomes(result)
+        found = outcomes_by_test(result)
         self.assertEqual(list(found), ["test_a_leaks"])
         text = found["test_a_leaks"]
         self.assertTrue(text.startswith("failure: "), text)
@@ -514,7 +497,7 @@ class LeakTests(BackendTests):
 
     def test_warn_gives_a_leaked_task_warning(self) -> None:
         result, events, caught = self.run_leak(leaked_tasks="warn")
-        self.assertEqual(outcomes(result), {})
+        self.assertEqual(outcomes_by_test(result), {})
         self.assertEqual(
             [w.category for w in caught], [LeakedTaskWarning], [str(w) for w in caught]
         )
@@ -526,7 +509,7 @@ class LeakTests(BackendTests):
 
     def test_cancel_ends_the_task_silently(self) -> None:
         result, events, caught = self.run_leak(leaked_tasks="cancel")
-        self.assertEqual(outcomes(result), {})
+        self.assertEqual(outcomes_by_test(result), {})
         if self.backend == "asyncio":
             self.assertEqual(caught, [])
             self.assertEqual(
@@ -546,7 +529,7 @@ class LeakTests(BackendTests):
 
     def test_ignore_leaves_the_task_running(self) -> None:
         result, events, caught = self.run_leak(leaked_tasks="ignore")
-        self.assertEqual(outcomes(result), {})
+        self.assertEqual(outcomes_by_test(result), {})
         self.assertEqual(caught, [])
         self.assertEqual(
             events, ["class task started", "next test ran", "leaked task ended"]
@@ -563,8 +546,8 @@ class LeakTests(BackendTests):
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result = run_classes(self.make(Body, events=events))
-        self.assertEqual(outcomes(result), {})
+            result = run_with_env_timeout(self.make(Body, events=events))
+        self.assertEqual(outcomes_by_test(result), {})
         self.assertEqual(caught, [])
         self.assertEqual(result.testsRun, 2)
 
@@ -604,8 +587,8 @@ class LeakTests(BackendTests):
                 self.assertEqual(handlers, ["replied"])
                 await self.test_a_connects()
 
-        result = run_classes(self.make(Body))
-        self.assertEqual(outcomes(result), {})
+        result = run_with_env_timeout(self.make(Body))
+        self.assertEqual(outcomes_by_test(result), {})
         self.assertEqual(result.testsRun, 2)
         self.assertEqual(handlers, ["replied", "replied"])
 
@@ -623,9 +606,9 @@ class LeakTests(BackendTests):
                 raise KeyError("a task of the class group failed")
 
         start = time.monotonic()
-        result = run_classes(self.make(Body, events=events))
+        result = run_with_env_timeout(self.make(Body, events=events))
         self.assertLess(time.monotonic() - start, 3)
-        found = outcomes(result)
+        found = outcomes_by_test(result)
         key = f"tearDownClass ({__name__}.Body)"
         self.assertEqual(list(found), [key])
         self.assertIn("KeyError: 'a task of the class group failed'", found[key])
@@ -638,8 +621,8 @@ class LeakTests(BackendTests):
                     self.group.start_soon(self.leaky, name=f"leaky task {number}")
                 await anyio.sleep(0.01)
 
-        result = run_classes(self.make(Body, events=[]))
-        text = outcomes(result)["test_a_leaks"]
+        result = run_with_env_timeout(self.make(Body, events=[]))
+        text = outcomes_by_test(result)["test_a_leaks"]
         self.assertIn("left 100 task(s) running", text)
         self.assertEqual(text.count("running LeakBody.leaky()"), 20)
         self.assertIn("... and 80 more", text)
@@ -656,8 +639,8 @@ class TestLeaksAsyncio(LeakTests, unittest.TestCase):
                 self.task = asyncio.create_task(self.leaky(), name="bare task")
                 await asyncio.sleep(0)
 
-        result = run_classes(self.make(Body, events=events))
-        found = outcomes(result)
+        result = run_with_env_timeout(self.make(Body, events=events))
+        found = outcomes_by_test(result)
         self.assertEqual(list(found), ["test_a_leaks"])
         self.assertIn("'bare task' running LeakBody.leaky()", found["test_a_leaks"])
         self.assertEqual(
@@ -688,7 +671,7 @@ class TestLeakedThreadsAsyncio(BackendTests, unittest.TestCase):
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                found = outcomes(run_classes(self.make(Body, **attrs)))
+                found = outcomes_by_test(run_with_env_timeout(self.make(Body, **attrs)))
         finally:
             release.set()
         events += [str(w.message) for w in caught]
@@ -729,8 +712,8 @@ class TestLeaksTrio(LeakTests, unittest.TestCase):
                 trio.lowlevel.spawn_system_task(self.leaky, name="system task")
                 await trio.sleep(0)
 
-        result = run_classes(self.make(Body, events=events))
-        found = outcomes(result)
+        result = run_with_env_timeout(self.make(Body, events=events))
+        found = outcomes_by_test(result)
         self.assertEqual(list(found), ["test_a_leaks"])
         self.assertIn("'system task' running LeakBody.leaky()", found["test_a_leaks"])
         self.assertEqual(
@@ -779,10 +762,10 @@ class TestSwallowedErrorsAsyncio(BackendTests, unittest.TestCase):
         for scope in ("function", "class"):
             with self.subTest(loop_scope=scope):
                 events: list[str] = []
-                result = run_classes(
+                result = run_with_env_timeout(
                     self.make(SwallowedBody, loop_scope=scope, events=events)
                 )
-                found = outcomes(result)
+                found = outcomes_by_test(result)
                 self.assertEqual(
                     sorted(found),
                     ["test_a_callback_raises", "test_b_task_exception_never_retrieved"],
@@ -831,8 +814,8 @@ class TestSwallowedErrorsAsyncio(BackendTests, unittest.TestCase):
                 gc.collect()
                 events.append("tearDownClass")
 
-        result = run_classes(self.make(Body))
-        found = outcomes(result)
+        result = run_with_env_timeout(self.make(Body))
+        found = outcomes_by_test(result)
         key = f"tearDownClass ({__name__}.Body)"
         self.assertEqual(list(found), [key])
         text = found[key]
@@ -844,10 +827,10 @@ class TestSwallowedErrorsAsyncio(BackendTests, unittest.TestCase):
         self.assertEqual(result.testsRun, 2)
 
 
-# -- the issue's "done when", end to end -----------------------------------------
+# -- a leak, a hang and a swallowed error in one suite, end to end ---------------
 
-DONE_WHEN = {
-    "test_done.py": """
+GUARDED_SUITE = {
+    "test_guarded.py": """
         import asyncio
 
         import anyio
@@ -901,7 +884,7 @@ DONE_WHEN = {
 }
 
 
-class TestDoneWhen(unittest.TestCase):
+class TestGuardsEndToEnd(unittest.TestCase):
     """A suite with a test that leaks a task, one that hangs and a callback that
     raises ends in bounded time with each problem reported against its test."""
 
@@ -914,7 +897,7 @@ class TestDoneWhen(unittest.TestCase):
     }
 
     def test_under_unittest_and_pytest(self) -> None:
-        folder = write_suite(DONE_WHEN)
+        folder = write_suite(GUARDED_SUITE)
 
         def timed(run: Any, *args: str) -> tuple[Outcome, float]:
             start = time.monotonic()

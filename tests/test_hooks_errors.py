@@ -6,19 +6,24 @@ under it too and the two results are compared.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sys
 import unittest
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import anyio
-import sniffio
-import trio
 
-import anyio_unittest
-from anyio_unittest import AnyIOTestCase
+from ._support import (
+    PACKAGE_DIR,
+    BackendTests,
+    assert_closed,
+    current_loop,
+    last_lines,
+    name_of,
+    reported_texts,
+    run_cases,
+)
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup, ExceptionGroup
@@ -28,7 +33,6 @@ if sys.version_info < (3, 11):
 #: reference.
 STDLIB_REFERENCE = sys.version_info >= (3, 11)
 
-PACKAGE_DIR = os.path.dirname(os.path.abspath(anyio_unittest.__file__)) + os.sep
 THIS_FILE = os.path.abspath(__file__)
 
 
@@ -40,84 +44,34 @@ class RecordingResult(unittest.TestResult):
         self.exc_infos: list[tuple[str, str, BaseException]] = []
 
     def addError(self, test: Any, err: Any) -> None:
-        self.exc_infos.append(("error", _name(test), err[1]))
+        self.exc_infos.append(("error", name_of(test), err[1]))
         super().addError(test, err)
 
     def addFailure(self, test: Any, err: Any) -> None:
-        self.exc_infos.append(("failure", _name(test), err[1]))
+        self.exc_infos.append(("failure", name_of(test), err[1]))
         super().addFailure(test, err)
 
     def addSubTest(self, test: Any, subtest: Any, err: Any) -> None:
         if err is not None:
             kind = "failure" if issubclass(err[0], test.failureException) else "error"
-            self.exc_infos.append((kind, _name(test), err[1]))
+            self.exc_infos.append((kind, name_of(test), err[1]))
         super().addSubTest(test, subtest, err)
 
 
-def _name(test: Any) -> str:
-    test = getattr(test, "test_case", test)  # a subtest
-    return getattr(test, "_testMethodName", str(test))
+def run_recording(*cases: unittest.TestCase) -> RecordingResult:
+    """:func:`run_cases` into a :class:`RecordingResult`."""
+    return run_cases(*cases, result=RecordingResult())
 
 
-def run_cases(*cases: unittest.TestCase) -> RecordingResult:
-    result = RecordingResult()
-    unittest.TestSuite(cases).run(result)
-    return result
-
-
-def problems(result: unittest.TestResult) -> list[tuple[str, str, str]]:
-    """(kind, test method, last line of the traceback), errors then failures."""
-    out = []
-    for kind, entries in (("error", result.errors), ("failure", result.failures)):
-        for test, text in entries:
-            out.append((kind, _name(test), text.strip().splitlines()[-1]))
-    return out
-
-
-def reported_texts(result: unittest.TestResult) -> list[str]:
-    return [text for _, text in [*result.errors, *result.failures]]
-
-
-if TYPE_CHECKING:
-    _Base = unittest.TestCase
-else:
-    _Base = object
-
-
-class BackendTests(_Base):
-    """Plain sync tests that build and run suites on one backend; each concrete
-    class is ``(SomeTests, unittest.TestCase)`` with ``backend`` set."""
-
-    backend: ClassVar[str]
-
-    def make(self, body: type, **attrs: Any) -> type[AnyIOTestCase]:
-        namespace = {"anyio_backend": self.backend, **attrs}
-        return type(body.__name__, (body, AnyIOTestCase), namespace)
-
-    def stdlib(self, body: type, **attrs: Any) -> type[unittest.TestCase]:
-        return type(body.__name__, (body, unittest.IsolatedAsyncioTestCase), attrs)
-
-    def assert_no_library_frames(self, result: unittest.TestResult) -> None:
-        texts = reported_texts(result)
-        self.assertTrue(texts)
-        for text in texts:
-            self.assertNotIn(PACKAGE_DIR, text)
-            self.assertNotIn("/anyio_unittest/", text)
-
-
-def assert_closed(test: unittest.TestCase, loop: object) -> None:
-    """*loop* (from current_loop()) is closed, or its trio run has ended."""
-    if isinstance(loop, asyncio.AbstractEventLoop):
-        test.assertTrue(loop.is_closed())
-    else:
-        # trio allows one run per thread: a new one starts only if it has ended
-        test.assertIsNone(trio.run(trio.sleep, 0))
-
-
-def current_loop() -> object:
-    if sniffio.current_async_library() == "asyncio":
-        return asyncio.get_running_loop()
-    return trio.lowlevel.current_root_task()
+def assert_no_library_frames(
+    test: unittest.TestCase, result: unittest.TestResult
+) -> None:
+    """Something was reported, and nothing of it shows the package's frames."""
+    texts = reported_texts(result)
+    test.assertTrue(texts)
+    for text in texts:
+        test.assertNotIn(PACKAGE_DIR, text)
+        test.assertNotIn("/anyio_unittest/", text)
 
 
 # -- an error in each hook -----------------------------------------------------
@@ -217,7 +171,7 @@ class HookErrorTests(BackendTests):
         events: list[str] = []
         attrs = {"events": events, "fail_in": fail_in, "error": error}
         case = base(HookBody, **attrs)
-        return run_cases(case("test_it"), case("test_other")), events
+        return run_recording(case("test_it"), case("test_other")), events
 
     def test_an_error_in_each_hook(self) -> None:
         for hook in HOOKS:
@@ -226,17 +180,17 @@ class HookErrorTests(BackendTests):
                     fail_in = frozenset([hook])
                     result, events = self.run_hooks(self.make, fail_in, error)
                     self.assertEqual(
-                        problems(result),
+                        last_lines(result),
                         [(kind, "test_it", f"{error.__name__}: in {hook}")],
                     )
                     self.assertEqual(result.testsRun, 2)
                     self.assertEqual(events, expected_events(fail_in))
-                    self.assert_no_library_frames(result)
+                    assert_no_library_frames(self, result)
                     if STDLIB_REFERENCE:
                         stdlib, stdlib_events = self.run_hooks(
                             self.stdlib, fail_in, error
                         )
-                        self.assertEqual(problems(result), problems(stdlib))
+                        self.assertEqual(last_lines(result), last_lines(stdlib))
                         self.assertEqual(events, stdlib_events)
 
     def test_errors_in_several_hooks_are_all_reported_in_order(self) -> None:
@@ -245,7 +199,7 @@ class HookErrorTests(BackendTests):
         )
         result, events = self.run_hooks(self.make, fail_in, RuntimeError)
         self.assertEqual(
-            [line for _, _, line in problems(result)],
+            [line for _, _, line in last_lines(result)],
             [
                 "RuntimeError: in test",
                 "RuntimeError: in asyncTearDown",  # so tearDown did not run
@@ -254,10 +208,10 @@ class HookErrorTests(BackendTests):
             ],
         )
         self.assertEqual(events, expected_events(fail_in))
-        self.assert_no_library_frames(result)
+        assert_no_library_frames(self, result)
         if STDLIB_REFERENCE:
             stdlib, stdlib_events = self.run_hooks(self.stdlib, fail_in, RuntimeError)
-            self.assertEqual(problems(result), problems(stdlib))
+            self.assertEqual(last_lines(result), last_lines(stdlib))
             self.assertEqual(events, stdlib_events)
 
 
@@ -311,12 +265,12 @@ class ExitTests(BackendTests):
                 attrs = {"events": events, "raise_in": raise_in, "exc": SystemExit}
                 case = self.make(ExitBody, **attrs)
                 first = case("test_1")
-                result = run_cases(first, case("test_2"))
+                result = run_recording(first, case("test_2"))
                 self.assertEqual(
-                    problems(result), [("error", "test_1", "SystemExit: 3")]
+                    last_lines(result), [("error", "test_1", "SystemExit: 3")]
                 )
                 self.assertEqual(result.testsRun, 2)
-                self.assert_no_library_frames(result)
+                assert_no_library_frames(self, result)
                 first_events = {
                     "asyncSetUp": ["asyncSetUp", "cleanup"],
                     "test": ["asyncSetUp", "test_1", "asyncTearDown", "cleanup"],
@@ -333,8 +287,8 @@ class ExitTests(BackendTests):
                         raise_in=raise_in,
                         exc=SystemExit,
                     )
-                    stdlib = run_cases(stdlib_case("test_1"), stdlib_case("test_2"))
-                    self.assertEqual(problems(result), problems(stdlib))
+                    stdlib = run_recording(stdlib_case("test_1"), stdlib_case("test_2"))
+                    self.assertEqual(last_lines(result), last_lines(stdlib))
                     self.assertEqual(events, stdlib_events)
                 if raise_in == "test":
                     assert_closed(self, first.loop)  # type: ignore[attr-defined]
@@ -354,7 +308,7 @@ class ExitTests(BackendTests):
                 with self.assertRaises(KeyboardInterrupt):
                     case.run(result)
                 self.assertEqual(result.testsRun, 1)
-                self.assertEqual(problems(result), [])
+                self.assertEqual(last_lines(result), [])
                 # no teardown and no cleanups: the run is being stopped
                 self.assertEqual(
                     events,
@@ -382,7 +336,7 @@ class ExitTests(BackendTests):
                 again = self.make(
                     ExitBody, events=events, raise_in="", exc=KeyboardInterrupt
                 )
-                self.assertEqual(problems(run_cases(again("test_2"))), [])
+                self.assertEqual(last_lines(run_recording(again("test_2"))), [])
                 self.assertEqual(
                     events, ["asyncSetUp", "test_2", "asyncTearDown", "cleanup"]
                 )
@@ -425,7 +379,7 @@ class GroupBody:
 class GroupTests(BackendTests):
     def test_exception_groups_reach_the_report_intact(self) -> None:
         case = self.make(GroupBody)
-        result = run_cases(
+        result = run_recording(
             case("test_group"),
             case("test_group_with_assertion"),
             case("test_caught_group"),
@@ -449,7 +403,7 @@ class GroupTests(BackendTests):
             self.assertIn(needle, text)
         # each child's own traceback is shown, down to the line that raised it
         self.assertEqual(text.count(", in fail_later\n"), 2)
-        self.assert_no_library_frames(result)
+        assert_no_library_frames(self, result)
 
 
 class TestGroupsAsyncio(GroupTests, unittest.TestCase):
@@ -525,12 +479,12 @@ FRAMES = {
 class FramesTests(BackendTests):
     def test_no_library_frame_in_any_reported_traceback(self) -> None:
         case = self.make(FramesBody)
-        result = run_cases(*(case(name) for name in FRAMES))
+        result = run_recording(*(case(name) for name in FRAMES))
         self.assertEqual(
-            sorted((name, line) for _, name, line in problems(result)),
+            sorted((name, line) for _, name, line in last_lines(result)),
             sorted(FRAMES.items()),
         )
-        self.assert_no_library_frames(result)
+        assert_no_library_frames(self, result)
         for text in reported_texts(result):
             with self.subTest(text=text.strip().splitlines()[-1]):
                 files = [

@@ -8,56 +8,35 @@ health check; and the package imports and runs without Hypothesis.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import inspect
 import os
 import sys
 import unittest
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import ClassVar
 
 import anyio
 import sniffio
-import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import anyio_unittest
 from anyio_unittest import AnyIOTestCase
 
-from ._support import run
+from ._support import (
+    PACKAGE_DIR,
+    BackendTests,
+    current_loop,
+    reported_texts,
+    run,
+    run_classes,
+)
 
 THIS_FILE = os.path.abspath(__file__)
-PACKAGE_DIR = os.path.dirname(os.path.abspath(anyio_unittest.__file__)) + os.sep
 
 #: no example database (no files written), no per-example deadline
 QUIET = settings(database=None, deadline=None, max_examples=10)
 
 var: contextvars.ContextVar[str] = contextvars.ContextVar("var")
-
-
-def current_loop() -> object:
-    if sniffio.current_async_library() == "asyncio":
-        return asyncio.get_running_loop()
-    return trio.lowlevel.current_root_task()
-
-
-def run_classes(*classes: type[unittest.TestCase]) -> unittest.TestResult:
-    loader = unittest.TestLoader()
-    suite = unittest.TestSuite([loader.loadTestsFromTestCase(c) for c in classes])
-    result = unittest.TestResult()
-    suite.run(result)
-    return result
-
-
-def problems(result: unittest.TestResult) -> list[str]:
-    return [text for _, text in [*result.errors, *result.failures]]
-
-
-if TYPE_CHECKING:
-    _Base = unittest.TestCase
-else:
-    _Base = object
 
 
 def examples_body(scope: str) -> type:
@@ -104,13 +83,7 @@ def shrink_body() -> type:
     return Body
 
 
-class HypothesisTests(_Base):
-    backend: ClassVar[str]
-
-    def make(self, body: type, **attrs: Any) -> type[AnyIOTestCase]:
-        namespace = {"anyio_backend": self.backend, "__module__": __name__, **attrs}
-        return type(body.__name__, (body, AnyIOTestCase), namespace)
-
+class HypothesisTests(BackendTests):
     def test_each_example_runs_on_the_runner_in_a_fresh_copy_of_the_context(
         self,
     ) -> None:
@@ -119,7 +92,7 @@ class HypothesisTests(_Base):
                 seen: list[tuple[str, bool, str]] = []
                 case = self.make(examples_body(scope), seen=seen)
                 result = run_classes(case)
-                self.assertEqual(problems(result), [])
+                self.assertEqual(reported_texts(result), [])
                 self.assertEqual(result.testsRun, 1)
                 self.assertEqual(len(seen), 10)
                 # never what an earlier example set; always what asyncSetUp set
@@ -129,7 +102,7 @@ class HypothesisTests(_Base):
         body = shrink_body()
         result = run_classes(self.make(body))
         self.assertEqual(result.testsRun, 1)
-        self.assertEqual(len(result.failures), 1, problems(result))
+        self.assertEqual(len(result.failures), 1, reported_texts(result))
         text = result.failures[0][1]
         self.assertRegex(text, r"(Falsifying example|Failing test case)")
         self.assertRegex(text, r"\bn=437\b")
@@ -160,7 +133,7 @@ class HypothesisTests(_Base):
                 self.group.start_soon(anyio.sleep, 10, name="leaked by an example")
 
         result = run_classes(self.make(Body))
-        self.assertEqual(len(result.failures), 1, problems(result))
+        self.assertEqual(len(result.failures), 1, reported_texts(result))
         self.assertIn("'leaked by an example'", result.failures[0][1])
 
 
@@ -190,7 +163,7 @@ class TestGeneratedClasses(unittest.TestCase):
         generated = Body.anyio_backend_classes
         self.assertEqual(sorted(generated), ["asyncio", "trio"])
         result = run_classes(*generated.values())
-        self.assertEqual(problems(result), [])
+        self.assertEqual(reported_texts(result), [])
         self.assertEqual(result.testsRun, 2)
         self.assertEqual({library for _, _, library in seen}, {"asyncio", "trio"}, seen)
         self.assertEqual(len(seen), 20)

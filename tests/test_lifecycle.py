@@ -17,7 +17,7 @@ import sys
 import threading
 import unittest
 import warnings
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import anyio
 import sniffio
@@ -25,49 +25,14 @@ import trio
 
 from anyio_unittest import AnyIOTestCase
 
+from ._support import BackendTests, assert_closed, current_loop, last_lines, run_cases
+
 var = contextvars.ContextVar("var", default="unset")
 
 #: IsolatedAsyncioTestCase has the semantics we match (on every Python) only from
 #: 3.11: on 3.10 its setUp runs outside the test's context and a test's return
 #: value is not checked, so there it is no reference.
 STDLIB_REFERENCE = sys.version_info >= (3, 11)
-
-
-def run_cases(*cases: unittest.TestCase) -> unittest.TestResult:
-    result = unittest.TestResult()
-    unittest.TestSuite(cases).run(result)
-    return result
-
-
-def problems(result: unittest.TestResult) -> list[tuple[str, str, str]]:
-    """(kind, test method, last line of the traceback), errors then failures."""
-    out = []
-    for kind, entries in (("error", result.errors), ("failure", result.failures)):
-        for test, text in entries:
-            name = getattr(test, "_testMethodName", str(test))
-            out.append((kind, name, text.strip().splitlines()[-1]))
-    return out
-
-
-if TYPE_CHECKING:
-    _Base = unittest.TestCase
-else:
-    _Base = object
-
-
-class BackendTests(_Base):
-    """Plain sync tests that build and run suites on one backend; each concrete
-    class is ``(SomeTests, unittest.TestCase)`` with ``backend`` set."""
-
-    backend: ClassVar[str]
-
-    def make(self, body: type, **attrs: Any) -> type[AnyIOTestCase]:
-        """An AnyIOTestCase on this backend with the methods of *body*."""
-        namespace = {"anyio_backend": self.backend, **attrs}
-        return type(body.__name__, (body, AnyIOTestCase), namespace)
-
-    def stdlib(self, body: type) -> type[unittest.IsolatedAsyncioTestCase]:
-        return type(body.__name__, (body, unittest.IsolatedAsyncioTestCase), {})
 
 
 # -- event order -----------------------------------------------------------
@@ -136,7 +101,7 @@ class OrderTests(BackendTests):
         events: list[str] = []
         case = self.make(OrderBody, events=events)
         result = run_cases(case("test_it"))
-        self.assertEqual(problems(result), [])
+        self.assertEqual(last_lines(result), [])
         self.assertEqual(events, ORDER)
         if STDLIB_REFERENCE:
             stdlib_events: list[str] = []
@@ -163,7 +128,7 @@ class OrderTests(BackendTests):
                 attrs = {"events": events, "fail_in": fail_in}
                 result = run_cases(self.make(FailingSetUpBody, **attrs)("test_it"))
                 self.assertEqual(
-                    problems(result),
+                    last_lines(result),
                     [("error", "test_it", f"RuntimeError: {fail_in} failed")],
                 )
                 self.assertEqual(events, order)
@@ -286,7 +251,7 @@ class OnePassTests(unittest.TestCase):
         }
         case = type("Phases", (PhasesBody, AnyIOTestCase), namespace)
         result = run_cases(case("test_it"))
-        self.assertEqual(problems(result), [])
+        self.assertEqual(last_lines(result), [])
         return events
 
     def test_the_async_phases_run_in_one_entry_into_the_loop(self) -> None:
@@ -364,7 +329,7 @@ class ContextTests(BackendTests):
         seen: list[tuple[str, str]] = []
         case = self.make(ContextBody, seen=seen)
         result = run_cases(case("test_1"), case("test_2"))
-        self.assertEqual(problems(result), [])
+        self.assertEqual(last_lines(result), [])
         self.assertEqual(seen, CONTEXT_FLOW)
         self.assertEqual(var.get(), "unset")  # nor into the caller's context
         if STDLIB_REFERENCE:
@@ -423,7 +388,7 @@ class EnterContextTests(BackendTests):
         result = run_cases(
             self.make(TaskGroupBody, events=events)("test_uses_the_group")
         )
-        self.assertEqual(problems(result), [])
+        self.assertEqual(last_lines(result), [])
         self.assertEqual(
             events,
             [
@@ -458,7 +423,7 @@ class EnterContextTests(BackendTests):
                 events.append("test")
 
         result = run_cases(self.make(Body)("test_it"))
-        self.assertEqual(problems(result), [])
+        self.assertEqual(last_lines(result), [])
         self.assertEqual(events, ["enter", "test", "exit (None, None, None)"])
 
 
@@ -545,7 +510,7 @@ class FeaturesTests(BackendTests):
             [("{'i': 1}", "test_subtests"), ("{'i': 3}", "test_subtests")],
         )
         self.assertEqual(
-            [line for _, _, line in problems(result)],
+            [line for _, _, line in last_lines(result)],
             ["AssertionError: 1 != 0"] * 2 + ["AssertionError: KeyError not raised"],
         )
         self.assertEqual(result.errors, [])
@@ -554,7 +519,7 @@ class FeaturesTests(BackendTests):
         result = run_cases(self.make(SkipInSetUpBody)("test_it"))
         self.assertEqual(len(result.skipped), 1)
         self.assertEqual(result.skipped[0][1], "skipped from asyncSetUp")
-        self.assertEqual(problems(result), [])
+        self.assertEqual(last_lines(result), [])
 
 
 class TestFeaturesAsyncio(FeaturesTests, unittest.TestCase):
@@ -611,7 +576,7 @@ class LeftoversTests(BackendTests):
 
         case = self.make(Body)
         result = run_cases(case("test_leaves_things"), case("test_next"))
-        self.assertEqual(problems(result), [])
+        self.assertEqual(last_lines(result), [])
         cancelled = "CancelledError" if backend == "asyncio" else "Cancelled"
         self.assertEqual(
             events,
@@ -639,26 +604,11 @@ class LeftoversTests(BackendTests):
 
         case = self.make(Body)
         result = run_cases(case("test_1"), case("test_2"))
-        self.assertEqual(problems(result), [])
+        self.assertEqual(last_lines(result), [])
         self.assertEqual(len(loops), 2)
         self.assertIsNot(loops[0], loops[1])
         for loop in loops:
             assert_closed(self, loop)
-
-
-def current_loop() -> object:
-    if sniffio.current_async_library() == "asyncio":
-        return asyncio.get_running_loop()
-    return trio.lowlevel.current_root_task()
-
-
-def assert_closed(test: unittest.TestCase, loop: object) -> None:
-    """*loop* (from current_loop()) is closed, or its trio run has ended."""
-    if isinstance(loop, asyncio.AbstractEventLoop):
-        test.assertTrue(loop.is_closed())
-    else:
-        # trio allows one run per thread: a new one starts only if it has ended
-        test.assertIsNone(trio.run(trio.sleep, 0))
 
 
 class TestLeftoversAsyncio(LeftoversTests, unittest.TestCase):
@@ -680,7 +630,7 @@ class TestLeftoversAsyncio(LeftoversTests, unittest.TestCase):
                 seen.append(asyncio.get_event_loop())
 
         result = run_cases(self.make(Body)("test_it"))
-        self.assertEqual(problems(result), [])
+        self.assertEqual(last_lines(result), [])
         self.assertEqual(len(seen), 3)
         self.assertIs(seen[0], seen[1])
         self.assertIs(seen[2], seen[1])
@@ -718,7 +668,7 @@ class ReturnsTests(BackendTests):
             warnings.simplefilter("always")
             result = run_cases(case("test_passes"), case("test_fails"))
         self.assertEqual(
-            problems(result),
+            last_lines(result),
             [("failure", "test_fails", "AssertionError: the awaited coroutine failed")],
         )
         self.assertEqual(events, [f"ran in {self.backend}", "failing one ran"])
@@ -756,7 +706,7 @@ class ReturnsTests(BackendTests):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = run_cases(*(case(name) for name in names))
-        self.assertEqual(problems(result), [])
+        self.assertEqual(last_lines(result), [])
         return [
             (w.category, str(w.message), w.filename)
             for w in caught
@@ -798,10 +748,10 @@ class TestPickle(unittest.TestCase):
                 clone = pickle.loads(pickle.dumps(case))
                 self.assertIs(type(clone), cls)
                 result = run_cases(case)
-                self.assertEqual(problems(result), [])
+                self.assertEqual(last_lines(result), [])
                 clone = pickle.loads(pickle.dumps(case))
                 result = run_cases(clone)  # an unpickled copy runs too
-                self.assertEqual(problems(result), [])
+                self.assertEqual(last_lines(result), [])
                 self.assertEqual(result.testsRun, 1)
                 self.assertEqual(Picklable.ran, [backend, backend])
         gc.collect()

@@ -1,4 +1,4 @@
-"""Misuse at run time (issue 8): a clear failure of that test, the rest intact.
+"""Misuse at run time: a clear failure of that test, the rest intact.
 
 Each scenario is a class with ``loop_scope = "class"`` whose first test misuses
 its runner and whose second test (``test_z_next``) checks that the runner is the
@@ -45,25 +45,14 @@ import time
 import unittest
 import warnings
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import anyio
 import trio
 
 from anyio_unittest import AnyIOTestCase
 
-if TYPE_CHECKING:
-    _Base = unittest.TestCase
-else:
-    _Base = object
-
-
-def problems(result: unittest.TestResult) -> dict[str, str]:
-    """test method -> what was reported against it."""
-    out = {}
-    for test, text in [*result.errors, *result.failures]:
-        out[getattr(test, "_testMethodName", str(test))] = text
-    return out
+from ._support import BackendTests, run_cases, run_classes, texts_by_test
 
 
 @contextlib.contextmanager
@@ -115,9 +104,7 @@ class After:
         type(self).ran.append("after")
 
 
-class MisuseTests(_Base):
-    backend: ClassVar[str]
-
+class MisuseTests(BackendTests):
     def assertReported(self, found: dict[str, str], line: str) -> None:
         """*line* (a regular expression for a whole line) is in what was
         reported against the misusing test."""
@@ -137,20 +124,13 @@ class MisuseTests(_Base):
             {**common, **attrs, "runners": runners, "misuse": misuse},
         )
         after = type("Later", (After, AnyIOTestCase), {**common, "ran": ran})
-        result = unittest.TestResult()
-        loader = unittest.defaultTestLoader
         with warnings.catch_warnings():
             # what the misuse left unawaited is not the point here
             warnings.simplefilter("ignore", RuntimeWarning)
-            unittest.TestSuite(
-                [
-                    loader.loadTestsFromTestCase(misusing),
-                    loader.loadTestsFromTestCase(after),
-                ]
-            ).run(result)
+            result = run_classes(misusing, after)
             gc.collect()
         self.assertEqual(result.testsRun, 3)
-        found = problems(result)
+        found = texts_by_test(result)
         # the runner is intact: the next test ran on the very same one
         self.assertEqual(len(runners), 2, found)
         self.assertIs(runners[0], runners[1])
@@ -245,7 +225,7 @@ class MisuseTests(_Base):
                 message = str(exc)
             else:
                 self.assertEqual(inner.testsRun, 1)
-                message = problems(inner)["test_inner"]
+                message = texts_by_test(inner)["test_inner"]
             raise AssertionError(message)
 
         found, _ = self.run_misuse(misuse)
@@ -320,8 +300,7 @@ class MisuseTests(_Base):
         async def misuse_future(self: Any) -> None:
             await made["future"]
 
-        result = unittest.TestResult()
-        unittest.TestSuite([Maker("test_make")]).run(result)
+        result = run_cases(Maker("test_make"))
         self.assertTrue(result.wasSuccessful(), result.errors)
         found, _ = self.run_misuse(misuse)
         if self.backend == "asyncio":
@@ -388,12 +367,11 @@ class TestMisuseAsyncio(MisuseTests, unittest.TestCase):
             async def test_z_next(self) -> None:
                 await anyio.sleep(0)
 
-        result = unittest.TestResult()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            unittest.defaultTestLoader.loadTestsFromTestCase(Misusing).run(result)
+            result = run_classes(Misusing)
             gc.collect()
-        self.assertEqual(list(problems(result)), ["test_a_misuse"])
+        self.assertEqual(list(texts_by_test(result)), ["test_a_misuse"])
 
 
 class TestMisuseTrio(MisuseTests, unittest.TestCase):

@@ -12,39 +12,18 @@ import contextvars
 import unittest
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 from unittest import mock
 
 import anyio
-import sniffio
 import trio
 
 from anyio_unittest import AnyIOTestCase, ConfigurationError
 from anyio_unittest._backends import Backend
 
+from ._support import BackendTests, current_loop, last_lines, run_cases
+
 var = contextvars.ContextVar("var", default="-")
-
-
-def run_cases(*cases: unittest.TestCase) -> unittest.TestResult:
-    result = unittest.TestResult()
-    unittest.TestSuite(cases).run(result)
-    return result
-
-
-def problems(result: unittest.TestResult) -> list[tuple[str, str]]:
-    """(what unittest reported it for, last line of the traceback)."""
-    out = []
-    for entries in (result.errors, result.failures):
-        for test, text in entries:
-            name = getattr(test, "_testMethodName", None) or str(test)
-            out.append((name, text.strip().splitlines()[-1]))
-    return out
-
-
-def current_loop() -> object:
-    if sniffio.current_async_library() == "asyncio":
-        return asyncio.get_running_loop()
-    return trio.lowlevel.current_root_task()
 
 
 def is_closed(loop: object) -> bool:
@@ -78,16 +57,6 @@ def counting_runners() -> Iterator[list[str]]:
 
     with mock.patch.object(Backend, "open_runner", open_runner):
         yield log
-
-
-if TYPE_CHECKING:
-    _Base = unittest.TestCase
-else:
-    _Base = object
-
-
-class BackendTests(_Base):
-    backend: ClassVar[str]
 
 
 # -- the current event loop ------------------------------------------------------
@@ -150,7 +119,7 @@ class TestCurrentEventLoop(unittest.TestCase):
                 pass
 
         result = run_cases(*unittest.defaultTestLoader.loadTestsFromTestCase(Shared))
-        self.assertEqual(problems(result), [])
+        self.assertEqual(last_lines(result), [])
         self.assertEqual(len(seen), 8)  # asyncSetUp runs for sync tests too
         for name, current, running in seen:
             self.assertIs(current, running, name)
@@ -219,7 +188,7 @@ class ClassScopeTests(BackendTests):
         cls = self.make_class(events, loops)
         with counting_runners() as runners:
             result = run_cases(cls("test_1"), cls("test_2"))
-        self.assertEqual(problems(result), [])
+        self.assertEqual(last_lines(result), [])
         self.assertEqual(
             events,
             [
@@ -271,7 +240,7 @@ class ClassScopeTests(BackendTests):
         first, second = make("First"), make("Second")
         with counting_runners() as runners:
             result = run_cases(first("test_it"), second("test_it"))
-        self.assertEqual(problems(result), [])
+        self.assertEqual(last_lines(result), [])
         self.assertEqual(
             [(n, v) for n, v, _ in seen],
             [("First", "-"), ("First", "First"), ("Second", "-"), ("Second", "Second")],
@@ -293,7 +262,7 @@ class ClassScopeTests(BackendTests):
 
         with counting_runners() as runners:
             result = run_cases(PerTest("test_1"), PerTest("test_2"))
-        self.assertEqual(problems(result), [])
+        self.assertEqual(last_lines(result), [])
         self.assertEqual([r.split()[0] for r in runners], ["open", "close"] * 2)
         self.assertTrue(runners[0].endswith("PerTest.test_1"), runners)
         self.assertTrue(runners[2].endswith("PerTest.test_2"), runners)
@@ -333,7 +302,7 @@ class ClassScopeTests(BackendTests):
                 events.append("asyncTearDownClass")
 
         result = run_cases(WithMixin("test_1"), WithMixin("test_2"))
-        self.assertEqual(problems(result), [])
+        self.assertEqual(last_lines(result), [])
         self.assertEqual(
             events,
             [
@@ -381,7 +350,7 @@ class ClassScopeTests(BackendTests):
                 await anyio.sleep(0.01)
 
         result = run_cases(Server("test_1"), Server("test_2"))
-        self.assertEqual(problems(result), [])
+        self.assertEqual(last_lines(result), [])
         self.assertEqual(events, ["served one", "served two", "stop", "server done"])
 
 
@@ -413,7 +382,7 @@ class TestClassScopeTrio(ClassScopeTests, unittest.TestCase):
 
 
 class ClassErrorTests(BackendTests):
-    def make(
+    def make_broken(
         self, events: list[str], loops: list[object], fail_in: str
     ) -> type[AnyIOTestCase]:
         class Broken(AnyIOTestCase):
@@ -473,7 +442,7 @@ class ClassErrorTests(BackendTests):
     ) -> tuple[unittest.TestResult, list[str], list[object], list[str]]:
         events: list[str] = []
         loops: list[object] = []
-        broken = self.make(events, loops, fail_in)
+        broken = self.make_broken(events, loops, fail_in)
         following = self.make_next(events)
         with counting_runners() as runners:
             result = run_cases(broken("test_1"), broken("test_2"), following("test_1"))
@@ -566,7 +535,7 @@ class TestClassErrorsTrio(ClassErrorTests, unittest.TestCase):
 
 
 class ClassOfOneTests(BackendTests):
-    def make(self, events: list[str], loops: list[object]) -> type[AnyIOTestCase]:
+    def make_alone(self, events: list[str], loops: list[object]) -> type[AnyIOTestCase]:
         class Alone(AnyIOTestCase):
             anyio_backend = self.backend
             loop_scope = "class"
@@ -602,12 +571,12 @@ class ClassOfOneTests(BackendTests):
     def test_run_without_class_setup(self) -> None:
         events: list[str] = []
         loops: list[object] = []
-        cls = self.make(events, loops)
+        cls = self.make_alone(events, loops)
         result = unittest.TestResult()
         with counting_runners() as runners:
             cls("test_x").run(result)
             cls("test_x").run(result)  # and again: set up and torn down again
-        self.assertEqual(problems(result), [])
+        self.assertEqual(last_lines(result), [])
         self.assertEqual(result.testsRun, 2)
         self.assertEqual(events, self.EXPECTED * 2)
         self.assertIs(loops[0], loops[1])
@@ -618,7 +587,7 @@ class ClassOfOneTests(BackendTests):
     def test_debug_without_class_setup(self) -> None:
         events: list[str] = []
         loops: list[object] = []
-        self.make(events, loops)("test_x").debug()
+        self.make_alone(events, loops)("test_x").debug()
         self.assertEqual(events, self.EXPECTED)
         self.assertIs(loops[0], loops[1])
         self.assertTrue(is_closed(loops[0]))
@@ -640,7 +609,10 @@ class ClassOfOneTests(BackendTests):
 
         result = unittest.TestResult()
         AloneBroken("test_x").run(result)
-        self.assertEqual(problems(result), [("test_x", "OSError: no server")])
+        self.assertEqual(
+            [(name, line) for _, name, line in last_lines(result)],
+            [("test_x", "OSError: no server")],
+        )
         self.assertEqual(events, ["class cleanup"])
 
 

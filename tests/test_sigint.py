@@ -24,11 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-import anyio_unittest
+from ._support import PACKAGE_DIR, _env, write_suite
 
-from ._support import _env, write_suite
-
-PACKAGE_DIR = os.path.dirname(os.path.abspath(anyio_unittest.__file__)) + os.sep
 #: how long the child may take to end after the (last) signal
 BOUND = 1.0
 #: how long a child may take to reach its marker (start-up on a busy machine)

@@ -1,4 +1,4 @@
-"""Soak (issue 8): many tests on one module runner, nothing piling up.
+"""Soak: many tests on one module runner, nothing piling up.
 
 The normal test command runs a smaller soak: 2,000 tests in 20 classes with
 ``loop_scope = "module"`` on each backend, under ``python -m unittest``. The full

@@ -21,10 +21,10 @@ from ._support import ROOT, run
 TESTS = 300
 REPEAT = 3
 
-#: (row, compared with, at most this ratio). What this guards is the regression
-#: issue 6 names: a shared runner must stay far cheaper than a runner per test
-#: (measured: about 0.2x on asyncio, 0.15x on trio), and function scope far
-#: cheaper than IsolatedAsyncioTestCase (about 0.2x; its target is 0.25x). Our
+#: (row, compared with, at most this ratio). What this guards above all: a
+#: shared runner must stay far cheaper than a runner per test (measured: about
+#: 0.2x on asyncio, 0.15x on trio), and function scope far cheaper than
+#: IsolatedAsyncioTestCase (about 0.2x; its target is 0.25x). Our
 #: own cost is guarded against the benchmark's reference rows, the bare
 #: mechanism with no library code (measured: about 2.1x on asyncio, 1.6x on
 #: trio), which moves with the machine as we do. The sync floor (measured: about
