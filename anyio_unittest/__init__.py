@@ -4,6 +4,7 @@ from ._backends import BackendName as BackendName
 from ._backends import BackendSpec as BackendSpec
 from ._case import AnyIOTestCase as AnyIOTestCase
 from ._case import LeakedTasks as LeakedTasks
+from ._case import LoopErrorsPolicy as LoopErrorsPolicy
 from ._case import LoopScope as LoopScope
 from ._case import addAsyncModuleCleanup as addAsyncModuleCleanup
 from ._case import enterAsyncModuleContext as enterAsyncModuleContext
@@ -12,6 +13,7 @@ from ._exceptions import ConfigurationError as ConfigurationError
 from ._exceptions import Interrupted as Interrupted
 from ._exceptions import LeakedTaskWarning as LeakedTaskWarning
 from ._exceptions import LoopErrors as LoopErrors
+from ._exceptions import LoopErrorWarning as LoopErrorWarning
 from ._exceptions import RunnerConflictError as RunnerConflictError
 from ._exceptions import RunnerLeftBehind as RunnerLeftBehind
 from ._exceptions import ScopeCancelled as ScopeCancelled
@@ -25,7 +27,9 @@ __all__ = [
     "Interrupted",
     "LeakedTaskWarning",
     "LeakedTasks",
+    "LoopErrorWarning",
     "LoopErrors",
+    "LoopErrorsPolicy",
     "LoopScope",
     "RunnerConflictError",
     "RunnerLeftBehind",
@@ -42,6 +46,7 @@ for _obj in (
     ConfigurationError,
     Interrupted,
     LeakedTaskWarning,
+    LoopErrorWarning,
     LoopErrors,
     RunnerConflictError,
     RunnerLeftBehind,

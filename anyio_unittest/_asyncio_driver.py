@@ -45,6 +45,7 @@ from ._driver import (
     ScopeTask,
 )
 from ._frames import detach, format_await_chain
+from ._loops import Timer, TimerTracing, default_loop, uvloop_loop
 from ._threads import Work, WorkerThreads
 
 # our frames are hidden from reported tracebacks: unittest's flag, and pytest's
@@ -52,12 +53,6 @@ __unittest = True
 __tracebackhide__ = True
 
 _TASK_CONTEXT = sys.version_info >= (3, 11)
-
-
-def _uvloop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
-    import uvloop
-
-    return uvloop.new_event_loop
 
 
 class AsyncioScopeTask(ScopeTask):
@@ -203,6 +198,9 @@ class AsyncioScopeTask(ScopeTask):
 
     def close(self) -> None:
         self.runner.owned.pop(self.marker, None)
+        timers = getattr(self.runner.loop, "timers", None)
+        if timers:
+            timers.pop(self.marker, None)
         if self._task is not None and not self._task.done():
             # no loop iteration here: the task ends the next time the loop runs
             self._next = _END
@@ -302,7 +300,7 @@ class AsyncioRunner(Runner):
     ) -> None:
         self.label = label
         if loop_factory is None:
-            loop_factory = _uvloop_factory() if use_uvloop else asyncio.new_event_loop
+            loop_factory = uvloop_loop if use_uvloop else default_loop
         self.loop = loop = loop_factory()
         if debug is not None:
             # None keeps asyncio's own default: PYTHONASYNCIODEBUG and -X dev
@@ -419,11 +417,21 @@ class AsyncioRunner(Runner):
     def _record_error(
         self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]
     ) -> None:
+        # logged as asyncio would (assertLogs sees it), and kept for the test
+        loop.default_exception_handler(context)
         self._errors.append(format_loop_error(context))
 
     def take_errors(self) -> list[str]:
+        if self.loop.get_exception_handler() != self._record_error:
+            # a test set a handler of its own: it wins for that test (as on a
+            # loop of its own), and the next test gets the runner's back
+            self.loop.set_exception_handler(self._record_error)
         errors, self._errors = self._errors, []
         return errors
+
+    def pending_timers(self, owner: object) -> list[Timer]:
+        loop = self.loop
+        return loop.pending_timers(owner) if isinstance(loop, TimerTracing) else []
 
     def busy_threads(self, owner: object, wait: float = 0.0) -> list[Work]:
         threads = self.threads

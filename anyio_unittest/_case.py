@@ -35,6 +35,7 @@ T = TypeVar("T")
 P = ParamSpec("P")
 LoopScope = Literal["function", "class", "module", "session"]
 LeakedTasks = Literal["fail", "warn", "cancel", "ignore"]
+LoopErrorsPolicy = Literal["fail", "warn", "log"]
 
 
 def timeout(seconds: float | None) -> Callable[[Callable[P, T]], Callable[P, T]]:
@@ -75,8 +76,10 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
     #: seconds for each class-level async step: asyncSetUpClass, asyncTearDownClass,
     #: each async class cleanup, and asyncSetUpModule when this class triggers it
     class_timeout: ClassVar[float | None] = None
-    #: what to do with tasks and threads a test leaves running
+    #: what to do with tasks, threads and timers a test leaves running
     leaked_tasks: ClassVar[LeakedTasks] = "fail"
+    #: what an error the event loop reports does to the test (always logged)
+    loop_errors: ClassVar[LoopErrorsPolicy] = "fail"
     #: the loop factory of ``IsolatedAsyncioTestCase`` (Python 3.13), for asyncio
     loop_factory: ClassVar[Callable[[], Any] | None] = None
     #: for a class with ``anyio_backends``: the generated classes, by backend id

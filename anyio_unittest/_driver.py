@@ -348,6 +348,11 @@ class Runner:
         """Errors the loop swallowed (logged only) since the last call, formatted."""
         raise NotImplementedError
 
+    def pending_timers(self, owner: object) -> list[Any]:
+        """The timers *owner*'s task scheduled that are still due (only the
+        loops the package makes know: see ``_loops``)."""
+        return []
+
     def busy_threads(self, owner: object, wait: float = 0.0) -> list[Any]:
         """The worker threads still running work that *owner*'s task started,
         after waiting up to *wait* seconds for them to finish it."""

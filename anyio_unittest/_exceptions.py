@@ -41,6 +41,10 @@ class LeakedTaskWarning(ResourceWarning):
     """A test left tasks running on a shared runner (``leaked_tasks = "warn"``)."""
 
 
+class LoopErrorWarning(RuntimeWarning):
+    """The event loop reported errors during a test (``loop_errors = "warn"``)."""
+
+
 class FirstInterrupt(KeyboardInterrupt):
     """The first Ctrl-C, raised by our handler: the test it hit still gets its
     teardown before the run stops (a plain ``KeyboardInterrupt`` does not)."""

@@ -18,7 +18,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from ._driver import GRACE, ScopeTask
-from ._exceptions import ConfigurationError, LeakedTaskWarning
+from ._exceptions import ConfigurationError, LeakedTaskWarning, LoopErrorWarning
 from ._frames import TASKS_SHOWN, describe_task
 from ._threads import describe_work
 
@@ -131,24 +131,24 @@ class LeftRunning(Guard):
     """``leaked_tasks``: tasks and worker threads a test leaves running."""
 
     def check(self, cls: type, where: str) -> None:
-        value = getattr(cls, "leaked_tasks", "fail")
-        if value not in LEAKED_TASKS:
-            raise ConfigurationError(
-                f"{where}: leaked_tasks = {value!r}; use one of "
-                f"{', '.join(map(repr, LEAKED_TASKS))}"
-            )
+        check_policy(cls, where, "leaked_tasks", LEAKED_TASKS)
 
     def pending(self, run: TestRun) -> Any:
         if run.function_scope:
             return True  # its leftovers are ended in the test, whatever the policy
-        if run.case.leaked_tasks == "ignore":  # type: ignore[attr-defined]
+        if run.config.policy("leaked_tasks") == "ignore":
             return None
         task = run.task
-        return task.leaked_tasks() or run.runner.busy_threads(task.marker)
+        runner = run.runner
+        return (
+            task.leaked_tasks()
+            or runner.busy_threads(task.marker)
+            or runner.pending_timers(task.marker)
+        )
 
     def report(self, run: TestRun, found: Any) -> list[str]:
         task = run.task
-        ignore = run.config.leaked_tasks == "ignore"
+        ignore = run.config.policy("leaked_tasks") == "ignore"
         if run.function_scope:
             # the runner closes with the test: end its tasks now, inside the
             # test, so that what they raise is reported here; give its threads
@@ -161,13 +161,40 @@ class LeftRunning(Guard):
             if leaked:
                 problems += self.tasks(run, leaked)
             threads = run.runner.busy_threads(task.marker)
+            # after the tasks: a leftover task's timers were cancelled with it
+            timers = run.runner.pending_timers(task.marker)
+            if timers:
+                problems += self.timers(run, timers)
         if threads and not ignore:
             problems += self.threads(run, threads)
         return problems
 
+    def timers(self, run: TestRun, timers: list[Any]) -> list[str]:
+        now = run.runner.loop.time()  # type: ignore[attr-defined]
+        names = "\n".join(
+            f"  {t.handle!r}, due in "
+            f"{t.handle.when() - now:.3g} s, scheduled at {t.where}"
+            for t in timers[:TASKS_SHOWN]
+        )
+        if len(timers) > TASKS_SHOWN:
+            names += f"\n  ... and {len(timers) - TASKS_SHOWN} more"
+        for timer in timers:
+            timer.handle.cancel()
+        text = (
+            f"{run.case.id()} left {len(timers)} timer(s) scheduled on its shared "
+            f"loop (they were cancelled, or they would have fired in a later test; "
+            f"set leaked_tasks = 'ignore' on {run.config.name} if they are meant to "
+            f"outlive the test):\n{names}"
+        )
+        if run.config.policy("leaked_tasks") == "fail":
+            return [text]
+        if run.config.policy("leaked_tasks") == "warn":
+            warnings.warn(LeakedTaskWarning(text), stacklevel=1)
+        return []
+
     def check_example(self, run: TestRun, task: ScopeTask) -> list[str]:
         """An example of a Hypothesis test, in a scope task of its own."""
-        if run.function_scope or run.config.leaked_tasks == "ignore":
+        if run.function_scope or run.config.policy("leaked_tasks") == "ignore":
             return []
         leaked = task.leaked_tasks()
         return self.tasks(run, leaked, task) if leaked else []
@@ -176,7 +203,7 @@ class LeftRunning(Guard):
         self, run: TestRun, leaked: list[Any], task: ScopeTask | None = None
     ) -> list[str]:
         task = task or run.task
-        policy = run.config.leaked_tasks
+        policy = run.config.policy("leaked_tasks")
         names = "\n".join(
             "  "
             + describe_task(
@@ -214,7 +241,7 @@ class LeftRunning(Guard):
             f"for it at exit; set leaked_tasks = 'ignore' on {run.config.name} "
             f"if that is meant, or await what runs there):\n{names}"
         )
-        if run.config.leaked_tasks == "fail":
+        if run.config.policy("leaked_tasks") == "fail":
             return [text]
         warnings.warn(LeakedTaskWarning(text), stacklevel=1)
         return []
@@ -241,24 +268,71 @@ def ended(raised: list[BaseException], stuck: list[Any]) -> list[str]:
 
 # -- errors the loop only logs ------------------------------------------------------
 
+LOOP_ERRORS = ("fail", "warn", "log")
 
-class SwallowedErrors(Guard):
-    """Errors the event loop only logs (asyncio) fail the test they happened in."""
+
+class LoopErrorsGuard(Guard):
+    """``loop_errors``: what an error the event loop reports (asyncio: a
+    callback that raised, "Task exception was never retrieved", a library's
+    ``call_exception_handler``) does to the test it happened in. It is always
+    logged too, as asyncio logs it; ``"log"`` is only that, as under
+    ``IsolatedAsyncioTestCase``."""
+
+    def check(self, cls: type, where: str) -> None:
+        check_policy(cls, where, "loop_errors", LOOP_ERRORS)
 
     def pending(self, run: TestRun) -> Any:
-        return run.runner.take_errors()
+        errors = run.runner.take_errors()
+        if errors and run.config.policy("loop_errors") == "log":
+            return None
+        return errors
 
     def report(self, run: TestRun, found: Any) -> list[str]:
         errors = [*found, *run.runner.take_errors()]
-        return [
-            "the event loop swallowed these errors during the test:\n\n"
-            + "\n".join(errors)
-        ]
+        text = (
+            f"the event loop reported these errors during the test (set "
+            f"loop_errors = 'log' on {run.config.name} to only log them, as "
+            f"IsolatedAsyncioTestCase does):\n\n" + "\n".join(errors)
+        )
+        if run.config.policy("loop_errors") == "fail":
+            return [text]
+        warnings.warn(LoopErrorWarning(text), stacklevel=1)
+        return []
+
+
+# -- policies: a class attribute, or an environment variable for a whole run ----
+
+#: the environment variable that sets each policy for every class of a run
+POLICY_ENV = {
+    "leaked_tasks": "ANYIO_UNITTEST_LEAKED_TASKS",
+    "loop_errors": "ANYIO_UNITTEST_LOOP_ERRORS",
+}
+
+
+def policy(cls: type, name: str) -> str:
+    """A policy's value for *cls*: the environment's, else the class's."""
+    value = os.environ.get(POLICY_ENV[name], "").strip()
+    return value or getattr(cls, name, "fail")
+
+
+def check_policy(cls: type, where: str, name: str, values: tuple[str, ...]) -> None:
+    value = getattr(cls, name, "fail")
+    if value not in values:
+        raise ConfigurationError(
+            f"{where}: {name} = {value!r}; use one of {', '.join(map(repr, values))}"
+        )
+    env = POLICY_ENV[name]
+    raw = os.environ.get(env, "").strip()
+    if raw and raw not in values:
+        raise ConfigurationError(
+            f"{env}={raw!r}: use one of {', '.join(map(repr, values))} (or unset "
+            f"it to let each class choose)"
+        )
 
 
 TIME_LIMITS = TimeLimits()
 LEFT_RUNNING = LeftRunning()
-GUARDS: tuple[Guard, ...] = (TIME_LIMITS, LEFT_RUNNING, SwallowedErrors())
+GUARDS: tuple[Guard, ...] = (TIME_LIMITS, LEFT_RUNNING, LoopErrorsGuard())
 #: the guards that look at a test after it: asked in this order
 AFTER = tuple(g for g in GUARDS if type(g).pending is not Guard.pending)
 #: the guards that look at a test before it

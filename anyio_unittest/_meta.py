@@ -23,13 +23,14 @@ from ._backends import (
     parse_spec,
     selected,
 )
-from ._exceptions import ConfigurationError
-from ._guards import GUARDS, TIME_LIMITS
+from ._exceptions import ConfigurationError, FirstInterrupt
+from ._guards import GUARDS, TIME_LIMITS, policy
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
 from ._scopes import registry
+from ._sigint import stop_run
 
 # our frames are hidden from reported tracebacks: unittest's flag, and pytest's
 __unittest = True
@@ -79,6 +80,7 @@ class ClassConfig:
         "loop_scope",
         "name",
         "parametrised",
+        "policies",
         "skip_set",
     )
 
@@ -97,10 +99,14 @@ class ClassConfig:
         self.generated = False
         #: the package marked it skipped (uvloop missing, a backend filtered out)
         self.skip_set = False
+        self.policies: dict[str, str] = {}
 
-    @property
-    def leaked_tasks(self) -> str:
-        value: str = getattr(self.cls, "leaked_tasks", "fail")
+    def policy(self, name: str) -> str:
+        """A policy (``leaked_tasks``, ``loop_errors``): the environment's for
+        the whole run, else the class's; read once per class."""
+        value = self.policies.get(name)
+        if value is None:
+            value = self.policies[name] = policy(self.cls, name)
         return value
 
     def method(self, case: Any) -> MethodInfo:
@@ -143,6 +149,66 @@ class ClassConfig:
                 )
 
 
+#: marks the setUpModule the package puts in a test module
+MODULE_HOOK_ATTR = "_anyio_unittest_module_hook"
+
+
+def _install_module_hook(cls: type, config: ClassConfig) -> None:
+    """Give the module of a module- or session-scoped class a ``setUpModule``
+    (wrapping one it already has) that opens the module's scopes and runs
+    ``asyncSetUpModule`` on each: so a failing one is unittest's own
+    "setUpModule" error, and the module's classes don't run. A ``setUpModule``
+    the module defines after the class replaces it: the scopes then open with
+    the module's first class, and a failing ``asyncSetUpModule`` is that
+    class's error."""
+    if config.loop_scope not in ("module", "session") or "<locals>" in (
+        cls.__qualname__
+    ):
+        return
+    module = sys.modules.get(cls.__module__)
+    if module is None:
+        return
+    existing = module.__dict__.get("setUpModule")
+    if getattr(existing, MODULE_HOOK_ATTR, False):
+        return
+    name = module.__name__
+
+    def setUpModule() -> None:
+        if existing is not None:
+            existing()
+        _set_up_module(name)
+
+    setattr(setUpModule, MODULE_HOOK_ATTR, True)
+    module.setUpModule = setUpModule  # type: ignore[attr-defined]
+
+
+def _set_up_module(name: str) -> None:
+    """Open each scope the module's classes run under, once per backend, if
+    the module has an asyncSetUpModule (otherwise they open as its classes
+    need them)."""
+    module = sys.modules[name]
+    if getattr(module, "asyncSetUpModule", None) is None:
+        return
+    opened = set()
+    for obj in list(vars(module).values()):
+        config = getattr(obj, "__dict__", {}).get(CONFIG_ATTR)
+        if (
+            not isinstance(config, ClassConfig)
+            or config.backend is None
+            or config.loop_scope not in ("module", "session")
+            or obj.__module__ != name
+            or getattr(obj, "__unittest_skip__", False)
+        ):
+            continue
+        key = (config.backend, config.loop_scope)
+        if key not in opened:
+            opened.add(key)
+            try:
+                registry.open_module(obj, config, f"{name}.{config.name}")
+            except FirstInterrupt:
+                stop_run(registry.close_all_on_interrupt)
+
+
 def config_of(cls: type) -> ClassConfig:
     config: ClassConfig = cls.__dict__[CONFIG_ATTR]
     return config
@@ -167,7 +233,31 @@ def _definition(cls: type, namespace: dict[str, Any], name: str) -> tuple[Any, s
     return _MISSING, ""
 
 
+#: IsolatedAsyncioTestCase's private runner hooks, which the package never
+#: calls, and what does their job here
+_STDLIB_RUNNER_HOOKS = {
+    "_setupAsyncioRunner": (
+        "the event loop is the runner's: give the class a loop_factory, or "
+        "anyio_backend = ('asyncio', {...}) options; set things up in "
+        "asyncSetUpClass or asyncSetUp"
+    ),
+    "_callAsync": "wrap the test or hook itself, or use asyncSetUp/asyncTearDown",
+    "_callMaybeAsync": (
+        "wrap the test or hook itself, or use asyncSetUp/asyncTearDown"
+    ),
+}
+
+
 def _check_methods(cls: type, namespace: dict[str, Any]) -> None:
+    for name, instead in _STDLIB_RUNNER_HOOKS.items():
+        value, origin = _definition(cls, namespace, name)
+        if value is not _MISSING:
+            raise _fail(
+                cls,
+                f"{name}{origin} overrides a private hook of "
+                f"IsolatedAsyncioTestCase, which AnyIOTestCase never calls (it "
+                f"would be silently ignored); {instead}",
+            )
     for name in _SYNC_ONLY:
         value, origin = _definition(cls, namespace, name)
         fn = getattr(value, "__func__", value)
@@ -352,6 +442,7 @@ def configure(cls: type, root: type, namespace: dict[str, Any]) -> None:
                 f"{cls.__qualname__}.loop_factory",
             )
     config.backend = backend
+    _install_module_hook(cls, config)
     reason = backend.unavailable_reason()
     if reason is None and not selected(backend, keep):
         reason = (

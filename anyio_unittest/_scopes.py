@@ -29,6 +29,7 @@ import sys
 import threading
 import traceback
 import unittest
+import warnings
 from collections.abc import Awaitable, Callable
 from contextvars import Context, ContextVar
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -40,6 +41,7 @@ from ._exceptions import (
     ConfigurationError,
     FirstInterrupt,
     LoopErrors,
+    LoopErrorWarning,
     ScopeCancelled,
 )
 from ._guards import TIME_LIMITS
@@ -76,8 +78,10 @@ class Scope:
         self.owns_runner = owns_runner
         self.context = context
         self._task: ScopeTask | None = None
-        #: errors the loop swallowed between tests, reported at this scope's end
+        #: errors the loop reported between tests, reported at this scope's end
         self.stray_errors: list[str] = []
+        #: what they do then (the loop_errors policy of the class that opened it)
+        self.loop_errors = "fail"
 
     def call(
         self, fn: Callable[..., Any], /, *args: Any, timeout: float | None = None
@@ -116,11 +120,14 @@ class Scope:
             if self.owns_runner:
                 self.runner.close()
                 errors += self.runner.take_errors()
-        if errors:
-            raise LoopErrors(
-                f"the event loop of the {self.label} swallowed these errors outside "
+        if errors and self.loop_errors != "log":
+            text = (
+                f"the event loop of the {self.label} reported these errors outside "
                 f"any test:\n\n" + "\n".join(errors)
             )
+            if self.loop_errors == "fail":
+                raise LoopErrors(text)
+            warnings.warn(LoopErrorWarning(text), stacklevel=1)
 
 
 def _name(fn: Callable[..., Any], args: tuple[Any, ...]) -> str:
@@ -224,8 +231,12 @@ class Registry:
         backend: Backend,
         loop_scope: str,
         limit: float | None,
+        loop_errors: str = "fail",
         opener: str = "",
     ) -> ModuleScope:
+        """The scope of *module* on *backend* (module or session scope): opened,
+        and ``asyncSetUpModule`` run, on first use; the settings are those of
+        the class (or the module hook) that opens it."""
         key = (module, loop_scope, backend)
         scope = self.modules.get(key)
         if scope is not None and scope.runner.left_behind is not None:
@@ -234,7 +245,9 @@ class Registry:
             self._retired.append(self.modules.pop(key))
             scope = None
         if scope is None:
-            scope = self._open_module(module, backend, loop_scope, limit, opener)
+            scope = self._open_module(
+                module, backend, loop_scope, limit, loop_errors, opener
+            )
         if scope.setup_error is not None:
             raise ConfigurationError(
                 f"asyncSetUpModule of {module} failed for the {backend.id} "
@@ -248,7 +261,8 @@ class Registry:
         backend: Backend,
         loop_scope: str,
         limit: float | None,
-        opener: str = "",
+        loop_errors: str,
+        opener: str,
     ) -> ModuleScope:
         if loop_scope == "session":
             parent = self.session(backend, opener or module)
@@ -260,6 +274,7 @@ class Registry:
             context = contextvars.copy_context()
         scope = ModuleScope(module, backend, label, runner, owns, context)
         scope.limit = limit
+        scope.loop_errors = loop_errors
         context.run(current_module_scope.set, scope)
         self.modules[(module, loop_scope, backend)] = scope
         if not self.pytest_ends_modules and module not in self._modules_with_cleanup:
@@ -340,9 +355,7 @@ class Registry:
             return
         assert config.backend is not None
         try:
-            self.open_class(
-                cls, config.backend, config.loop_scope, TIME_LIMITS.class_limit(cls)
-            )
+            self.open_class(cls, config)
         except FirstInterrupt:  # in asyncSetUpModule
             self._stop_run(cls)
         if "asyncSetUpClass" in config.hooks:
@@ -384,18 +397,31 @@ class Registry:
     def _stop_run(self, cls: type) -> NoReturn:
         stop_run(cls.doClassCleanups, self.close_all_on_interrupt)  # type: ignore[attr-defined]
 
-    def open_class(
-        self, cls: type, backend: Backend, loop_scope: str, limit: float | None
-    ) -> Scope:
+    def open_class(self, cls: type, config: ClassConfig) -> Scope:
         label = f"{cls.__module__}.{cls.__qualname__}"
-        if loop_scope == "class":
+        backend = config.backend
+        assert backend is not None
+        if config.loop_scope == "class":
             runner = backend.open_runner(f"class runner of {label}")
             scope = Scope(label, runner, True, contextvars.copy_context())
         else:
-            module = self.module(cls.__module__, backend, loop_scope, limit, label)
+            module = self.open_module(cls, config, label)
             scope = Scope(label, module.runner, False, module.context.copy())
+        scope.loop_errors = config.policy("loop_errors")
         self.classes[cls] = scope
         return scope
+
+    def open_module(self, cls: type, config: ClassConfig, opener: str) -> ModuleScope:
+        """The module scope a class of a module or session scope runs under."""
+        assert config.backend is not None
+        return self.module(
+            cls.__module__,
+            config.backend,
+            config.loop_scope,
+            TIME_LIMITS.class_limit(cls),
+            config.policy("loop_errors"),
+            opener,
+        )
 
     def close_class(self, cls: type) -> None:
         scope = self.classes.pop(cls, None)

@@ -217,6 +217,8 @@ BAD_VALUES: list[tuple[str, object, tuple[str, ...]]] = [
         for value in (0, -1, -0.5, "1", True, False, math.nan, -math.inf, [1], 1j)
     ],
     # leaked_tasks
+    ("loop_errors", "ignore", ("'fail', 'warn', 'log'",)),
+    ("loop_errors", None, ("'fail', 'warn', 'log'",)),
     ("leaked_tasks", "Fail", ("'Fail'", _LEAKED)),
     ("leaked_tasks", "", (_LEAKED,)),
     ("leaked_tasks", None, (_LEAKED,)),
@@ -478,6 +480,28 @@ class TestBadHooks(unittest.TestCase):
         self.assertEqual((result.testsRun, result.errors, result.failures), (1, [], []))
         self.assertEqual(events, ["mixin setUpClass", "asyncSetUpClass", "test"])
 
+    def test_private_runner_hooks_of_the_stdlib_class(self) -> None:
+        # IsolatedAsyncioTestCase's own hooks, which AnyIOTestCase never calls:
+        # overridden, they would be silently ignored
+        for name, fix in [
+            ("_setupAsyncioRunner", "loop_factory"),
+            ("_callAsync", "asyncSetUp"),
+            ("_callMaybeAsync", "asyncSetUp"),
+        ]:
+            with self.subTest(name):
+                self.assert_config_error(
+                    f"{name} overrides a private hook of IsolatedAsyncioTestCase",
+                    "never calls",
+                    fix,
+                    **{name: _sync_fn},
+                )
+            mixin = type("SomeMixin", (), {name: _sync_fn})
+            with self.subTest(name, inherited=True):
+                self.assert_config_error(
+                    f"{name} (inherited from SomeMixin) overrides",
+                    bases=(mixin, AnyIOTestCase),
+                )
+
     def test_correct_hooks_are_accepted(self) -> None:
         cls = define(
             loop_scope="class",
@@ -581,6 +605,15 @@ class TestBadEnvironment(unittest.TestCase):
                     {"ANYIO_UNITTEST_TIMEOUT": raw},
                     f"ANYIO_UNITTEST_TIMEOUT={raw!r}",
                     "give a positive number of seconds (or unset it)",
+                )
+
+    def test_policies(self) -> None:
+        for name in ("LEAKED_TASKS", "LOOP_ERRORS"):
+            with self.subTest(name):
+                self.assert_env_error(
+                    {f"ANYIO_UNITTEST_{name}": "never"},
+                    f"ANYIO_UNITTEST_{name}='never'",
+                    "use one of 'fail', 'warn', ",
                 )
 
 

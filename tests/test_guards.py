@@ -772,7 +772,10 @@ class TestSwallowedErrorsAsyncio(BackendTests, unittest.TestCase):
                 )
                 callback = found["test_a_callback_raises"]
                 self.assertTrue(callback.startswith("failure: "), callback)
-                self.assertIn("the event loop swallowed these errors", callback)
+                self.assertIn(
+                    "the event loop reported these errors during the test", callback
+                )
+                self.assertIn("set loop_errors = 'log' on SwallowedBody", callback)
                 self.assertIn("ValueError: boom in a callback", callback)
                 line = line_of(raise_in_callback, "raise ValueError")
                 self.assertIn(f'File "{THIS_FILE}", line {line}', callback)
@@ -819,12 +822,148 @@ class TestSwallowedErrorsAsyncio(BackendTests, unittest.TestCase):
         key = f"tearDownClass ({__name__}.Body)"
         self.assertEqual(list(found), [key])
         text = found[key]
-        self.assertIn("swallowed these errors outside any test", text)
+        self.assertIn("reported these errors outside any test", text)
         self.assertIn("ValueError: boom in a callback", text)
         self.assertIn("KeyError: 'never retrieved'", text)
         self.assertEqual(text.count("ValueError: boom"), 1)
         self.assertEqual(events, ["test_b ran", "tearDownClass"])
         self.assertEqual(result.testsRun, 2)
+
+
+class LoopErrorPolicyTests(BackendTests, unittest.TestCase):
+    """``loop_errors``: every error the loop reports is logged, as asyncio logs
+    it; the policy says what it does to the test besides."""
+
+    backend = "asyncio"
+
+    class Body:
+        loop_scope = "class"
+
+        async def test_a_reports_an_error(self) -> None:
+            with self.assertLogs("asyncio", "ERROR") as logs:  # type: ignore[attr-defined]
+                asyncio.get_running_loop().call_exception_handler(
+                    {"message": "Unclosed client session"}
+                )
+            self.logged = logs.output
+
+        async def test_b_sets_a_handler_of_its_own(self) -> None:
+            seen: list[str] = []
+            loop = asyncio.get_running_loop()
+            loop.set_exception_handler(lambda loop, context: seen.append("mine"))
+            loop.call_exception_handler({"message": "to the test's handler"})
+            self.assertEqual(seen, ["mine"])  # type: ignore[attr-defined]
+
+        async def test_c_after_it(self) -> None:
+            # the runner's handler is back for the next test
+            asyncio.get_running_loop().call_exception_handler({"message": "third"})
+
+    def run_policy(
+        self, env: str | None = None, **attrs: Any
+    ) -> tuple[dict[str, str], list[str]]:
+        case = self.make(self.Body, **attrs)
+        with mock.patch.dict(os.environ):
+            os.environ.pop("ANYIO_UNITTEST_LOOP_ERRORS", None)
+            if env is not None:
+                os.environ["ANYIO_UNITTEST_LOOP_ERRORS"] = env
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                result = run_classes(case)
+        self.assertEqual(result.testsRun, 3)
+        return outcomes_by_test(result), [str(w.message) for w in caught]
+
+    def test_fail_is_the_default(self) -> None:
+        self.assertEqual(AnyIOTestCase.loop_errors, "fail")
+        found, warned = self.run_policy()
+        self.assertEqual(sorted(found), ["test_a_reports_an_error", "test_c_after_it"])
+        text = found["test_a_reports_an_error"]
+        self.assertTrue(text.startswith("failure: "), text)
+        self.assertIn("Unclosed client session", text)
+        self.assertIn("set loop_errors = 'log' on Body", text)
+        self.assertIn("third", found["test_c_after_it"])
+        self.assertEqual(warned, [])
+
+    def test_warn(self) -> None:
+        found, warned = self.run_policy(loop_errors="warn")
+        self.assertEqual(found, {})
+        self.assertEqual(len(warned), 2)
+        self.assertIn("Unclosed client session", warned[0])
+
+    def test_log_is_the_stdlib_s_behaviour(self) -> None:
+        found, warned = self.run_policy(loop_errors="log")
+        self.assertEqual((found, warned), ({}, []))
+
+    def test_the_environment_sets_it_for_a_run(self) -> None:
+        found, _ = self.run_policy(env="log", loop_errors="fail")
+        self.assertEqual(found, {})
+        with (
+            mock.patch.dict(os.environ, {"ANYIO_UNITTEST_LOOP_ERRORS": "never"}),
+            self.assertRaises(anyio_unittest.ConfigurationError) as caught,
+        ):
+            self.make(self.Body)
+        self.assertIn("ANYIO_UNITTEST_LOOP_ERRORS='never'", str(caught.exception))
+
+    def test_an_error_outside_any_test_follows_the_policy(self) -> None:
+        class Body:
+            loop_scope = "class"
+
+            @classmethod
+            async def asyncSetUpClass(cls) -> None:
+                asyncio.get_running_loop().call_soon(raise_in_callback)
+                await asyncio.sleep(0)
+
+            async def test_it(self) -> None:
+                pass
+
+        for policy, expected in [("fail", 1), ("log", 0)]:
+            with self.subTest(policy=policy):
+                result = run_classes(self.make(Body, loop_errors=policy))
+                self.assertEqual(len(outcomes_by_test(result)), expected)
+
+
+class TimerBody:
+    loop_scope = "class"
+    fired: ClassVar[list[str]]
+
+    async def test_a_leaves_a_timer(self) -> None:
+        asyncio.get_running_loop().call_later(0.05, self.fired.append, "fired")
+
+    async def test_b_waits_past_it(self) -> None:
+        await asyncio.sleep(0.1)
+
+    async def test_c_sleeps_and_waits_for(self) -> None:
+        # timers of asyncio's own primitives end with them: not leftovers
+        await asyncio.sleep(0.001)
+        await asyncio.wait_for(asyncio.sleep(0.001), 1)
+
+
+class TestLeftTimers(BackendTests, unittest.TestCase):
+    """A timer a test leaves on a shared asyncio loop is found at its end (a
+    fresh loop per test would drop it); the next test is never hit by it."""
+
+    backend = "asyncio"
+
+    def test_a_timer_left_is_reported_in_the_test_that_left_it(self) -> None:
+        for spec in ("asyncio", ("asyncio", {"use_uvloop": True})):
+            for scope in ("class", "module"):
+                with self.subTest(backend=spec, scope=scope):
+                    fired: list[str] = []
+                    case = self.make(
+                        TimerBody, anyio_backend=spec, loop_scope=scope, fired=fired
+                    )
+                    found = outcomes_by_test(run_classes(case))
+                    self.assertEqual(list(found), ["test_a_leaves_a_timer"])
+                    text = found["test_a_leaves_a_timer"]
+                    self.assertIn("left 1 timer(s) scheduled", text)
+                    self.assertIn("list.append", text)
+                    line = line_of(TimerBody.test_a_leaves_a_timer, "call_later")
+                    self.assertIn(f"scheduled at {THIS_FILE}:{line}", text)
+                    self.assertEqual(fired, [])  # cancelled: the next test is safe
+
+    def test_ignore_lets_it_fire(self) -> None:
+        fired: list[str] = []
+        case = self.make(TimerBody, leaked_tasks="ignore", fired=fired)
+        self.assertEqual(outcomes_by_test(run_classes(case)), {})
+        self.assertEqual(fired, ["fired"])
 
 
 # -- a leak, a hang and a swallowed error in one suite, end to end ---------------
