@@ -319,7 +319,12 @@ class AsyncioRunner(Runner):
         self.owned: dict[object, weakref.WeakSet[Any]] = {}
         self._kept: set[asyncio.Task[Any]] = set()
         self._trace_owners()
-        _sigint.router.acquire()
+        router = _sigint.router
+        router.acquire()
+        if router.wakeup is not None:
+            # a Ctrl-C wakes the loop even if it lands just before select()
+            with contextlib.suppress(NotImplementedError):  # not on Windows
+                loop.add_reader(router.wakeup, router.drain_wakeup)
 
     def _trace_owners(self) -> None:
         # Tasks are traced to the scope task whose context they were started
@@ -479,6 +484,10 @@ class AsyncioRunner(Runner):
                 self.leave_behind(f"{len(stuck)} task(s) ignored their cancellation")
             else:
                 asyncio.set_event_loop(None)
+                wakeup = _sigint.router.wakeup
+                if wakeup is not None:
+                    with contextlib.suppress(NotImplementedError):
+                        loop.remove_reader(wakeup)
                 loop.close()
                 self._release()
         if stuck:

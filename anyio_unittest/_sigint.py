@@ -28,12 +28,22 @@ rather than when a hung ``await`` returns.
 The router has two states: *armed* (no Ctrl-C yet) and *interrupted* (a first
 Ctrl-C was handled, so the next one is the second). Independently of them, it
 knows the call being driven, if any, and the runner driving it.
+
+A Python-level handler runs only when the main thread executes bytecode: a
+Ctrl-C that lands just before the thread blocks in an asyncio loop's
+``select()`` would wait for that wait to end (30 s for a test in
+``sleep(30)``). Python's remedy is a wakeup fd, written by the C-level handler:
+the router sets one (a socket pair kept for the process) and asyncio runners
+watch it (:attr:`_Router.wakeup`). A trio run sets its own and watches it itself;
+the router steps aside while one is open.
 """
 
 from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found,unused-ignore]
+import atexit
 import signal
+import socket
 import threading
 from collections.abc import Callable
 from types import FrameType
@@ -80,6 +90,10 @@ class _Router:
         #: the runner driving a call, and that call (both None between calls)
         self.driver: Driver | None = None
         self.call: Driven | None = None
+        #: the socket the C-level handler writes to while the router's wakeup
+        #: fd is set, for asyncio runners to watch (None: not on the main thread)
+        self.wakeup: socket.socket | None = None
+        self._wakeup_writer: socket.socket | None = None
 
     def handler(self, signum: int, frame: FrameType | None) -> None:
         if self.previous is not signal.default_int_handler:
@@ -127,6 +141,8 @@ class _Router:
         call: one look at the installed handler."""
         if self.installed and _getsignal(signal.SIGINT) is signal.default_int_handler:
             signal.signal(signal.SIGINT, self.handler)
+            # asyncio also reset the wakeup fd as it removed its handler
+            self.claim_wakeup()
 
     def acquire(self) -> None:
         self.users += 1
@@ -137,14 +153,67 @@ class _Router:
         ):
             self.previous = signal.signal(signal.SIGINT, self.handler)
             self.installed = True
+            self.claim_wakeup()
 
     def release(self) -> None:
         self.users -= 1
-        if self.users == 0 and self.installed:
+        if not self.installed:
+            return
+        if self.users == 0:
             self.installed = False
             self.state = ARMED
             if signal.getsignal(signal.SIGINT) == self.handler:
                 signal.signal(signal.SIGINT, self.previous)
+            self.yield_wakeup()
+        else:
+            # a trio run that ended gave the wakeup fd back (to none)
+            self.claim_wakeup()
+
+    def claim_wakeup(self) -> None:
+        """Set the router's wakeup fd, unless another one is set (a trio run's,
+        or a loop's with signal handlers of its own: it wakes that loop)."""
+        if threading.current_thread() is not threading.main_thread():
+            return  # only the main thread may set it (and gets the signals)
+        if self._wakeup_writer is None:
+            reader, writer = socket.socketpair()
+            reader.setblocking(False)
+            writer.setblocking(False)
+            self.wakeup, self._wakeup_writer = reader, writer
+            # kept for the process: made again for every test of function scope
+            # (whose runner is the only user), it would cost each test
+            atexit.register(self._close_wakeup)
+        fd = self._wakeup_writer.fileno()
+        other = signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
+        if other not in (-1, fd):
+            signal.set_wakeup_fd(other, warn_on_full_buffer=False)
+
+    def yield_wakeup(self) -> None:
+        """Unset the router's wakeup fd (before a trio run sets its own: it
+        would take one already set as a collision, and warn)."""
+        if (
+            self._wakeup_writer is None
+            or threading.current_thread() is not threading.main_thread()
+        ):
+            return
+        other = signal.set_wakeup_fd(-1)
+        if other not in (-1, self._wakeup_writer.fileno()):
+            signal.set_wakeup_fd(other, warn_on_full_buffer=False)
+
+    def _close_wakeup(self) -> None:
+        self.yield_wakeup()
+        for sock in (self.wakeup, self._wakeup_writer):
+            if sock is not None:
+                sock.close()
+
+    def drain_wakeup(self) -> None:
+        """Read what the C-level handler wrote (asyncio runners' reader
+        callback: waking the loop was all it was for)."""
+        assert self.wakeup is not None
+        try:
+            while self.wakeup.recv(512):
+                pass
+        except OSError:  # BlockingIOError: drained
+            pass
 
 
 def as_test_error() -> Interrupted:

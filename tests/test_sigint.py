@@ -607,6 +607,42 @@ OTHERS = {
             async def cleanup(self):
                 mark("CLEANUP RAN")
     """,
+    "test_elsewhere.py": """
+        import os
+        import signal
+        import threading
+
+        import anyio
+        from anyio_unittest import AnyIOTestCase
+
+
+        def mark(text):
+            print(text, flush=True)
+
+
+        class TestElsewhere(AnyIOTestCase):
+            anyio_backend = os.environ["BACKEND"]
+            loop_scope = os.environ["SCOPE"]
+
+            def setUp(self):
+                # The main thread blocks SIGINT, so the signal lands in another
+                # thread and never interrupts the main thread's wait in the
+                # loop: as when it lands just before that wait begins.
+                idle = threading.Event()
+                threading.Thread(target=idle.wait, daemon=True).start()
+                self.addCleanup(idle.set)
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+                self.addCleanup(
+                    signal.pthread_sigmask, signal.SIG_UNBLOCK, {signal.SIGINT}
+                )
+
+            async def test_1(self):
+                mark("WAITING")
+                await anyio.sleep(30)
+
+            async def asyncTearDown(self):
+                mark("TEARDOWN RAN")
+    """,
     "test_shield.py": """
         import os
 
@@ -672,6 +708,12 @@ def _others() -> dict[str, tuple[list[str], dict[str, str], list[str]]]:
                 ["WAITING", "CANCEL SEEN"],
             )
         runs[f"shield {backend}"] = ([*UNITTEST, "test_shield"], env, ["WAITING"])
+        for scope in ("function", "class"):
+            runs[f"elsewhere {backend} {scope}"] = (
+                [*UNITTEST, "test_elsewhere"],
+                {**env, "SCOPE": scope},
+                ["WAITING"],
+            )
     return runs
 
 
@@ -749,6 +791,18 @@ class OtherCtrlCTests(unittest.TestCase):
                         self.assertNotIn("KeyboardInterrupt", ended.stderr, report)
                     else:
                         self.assertEqual(ended.returncode, -signal.SIGINT, report)
+
+    def test_ctrl_c_wakes_the_loop_when_it_lands_outside_its_wait(self) -> None:
+        # the Python-level handler runs only once the main thread's wait ends:
+        # the C-level handler must wake it (a wakeup fd), or the Ctrl-C waits
+        # for the test's 30 s sleep
+        for backend in ("asyncio", "trio"):
+            for scope in ("function", "class"):
+                with self.subTest(backend=backend, scope=scope):
+                    ended, report = self.outcome(f"elsewhere {backend} {scope}")
+                    after = ended.stdout[len(ended.before_signal) :]
+                    self.assertEqual(after, ["TEARDOWN RAN"], report)
+                    self.assertEqual(ended.returncode, -signal.SIGINT, report)
 
     def test_the_first_ctrl_c_honours_a_shielded_scope(self) -> None:
         for backend in ("asyncio", "trio"):
