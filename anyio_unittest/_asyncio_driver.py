@@ -77,15 +77,15 @@ class AsyncioScopeTask(ScopeTask):
             candidates = self.runner.owned.get(self.marker, ())
         return [t for t in candidates if t is not self._task and not t.done()]
 
-    def cancel_tasks(self, tasks: list[Any]) -> tuple[list[BaseException], list[Any]]:
+    def cancel_tasks(self, tasks: list[Any]) -> list[Any]:
         if not tasks:
-            return [], []
-        raised, stuck = self.call(_cancel_and_wait, tasks)
+            return []
+        stuck: list[Any] = self.call(_cancel_and_wait, tasks)
         if stuck:
             self.runner.leave_behind(
                 f"{len(stuck)} task(s) that {self.name} left ignored their cancellation"
             )
-        return raised, stuck
+        return stuck
 
     def _hand_over(self, call: Call) -> None:
         if self._task is None:
@@ -221,22 +221,30 @@ def _renew(scope: anyio.CancelScope, new: Any) -> anyio.CancelScope:
     return new().__enter__()  # type: ignore[no-any-return]
 
 
-async def _cancel_and_wait(
-    tasks: list[asyncio.Task[Any]],
-) -> tuple[list[BaseException], list[asyncio.Task[Any]]]:
-    """Cancel *tasks*, wait up to GRACE for them; what they raised instead of
-    ending cancelled, and those still pending."""
+async def _cancel_and_wait(tasks: list[asyncio.Task[Any]]) -> list[asyncio.Task[Any]]:
+    """Cancel *tasks*, wait up to GRACE for them; return those still pending.
+    What one raised instead of ending cancelled goes to the loop's exception
+    handler, as ``asyncio.Runner`` reports it (so ``loop_errors`` decides)."""
     for task in tasks:
         task.cancel()
     done, pending = await asyncio.wait(tasks, timeout=GRACE)
-    raised = [
-        exc
-        for task in tasks
-        if task in done and not task.cancelled()
-        for exc in [task.exception()]
-        if exc is not None
-    ]
-    return raised, [task for task in tasks if task in pending]
+    _report_raised(asyncio.get_running_loop(), done)
+    return [task for task in tasks if task in pending]
+
+
+def _report_raised(loop: asyncio.AbstractEventLoop, tasks: Any) -> None:
+    for task in tasks:
+        if task.cancelled():
+            continue
+        exc = task.exception()
+        if exc is not None:
+            loop.call_exception_handler(
+                {
+                    "message": "a leftover task raised while it was being cancelled",
+                    "exception": exc,
+                    "task": task,
+                }
+            )
 
 
 _END = Call(None, (), None, None)  # type: ignore[arg-type]  # ends a scope task
@@ -531,17 +539,6 @@ def _cancel_all_tasks(loop: asyncio.AbstractEventLoop) -> list[asyncio.Task[Any]
         return []
     for task in tasks:
         task.cancel()
-    _, pending = loop.run_until_complete(asyncio.wait(tasks, timeout=GRACE))
-    for task in tasks - pending:
-        if task.cancelled():
-            continue
-        exc = task.exception()
-        if exc is not None:
-            loop.call_exception_handler(
-                {
-                    "message": "exception in a task cancelled when its runner closed",
-                    "exception": exc,
-                    "task": task,
-                }
-            )
+    done, pending = loop.run_until_complete(asyncio.wait(tasks, timeout=GRACE))
+    _report_raised(loop, done)
     return list(pending)

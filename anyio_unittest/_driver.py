@@ -190,10 +190,10 @@ class ScopeTask:
         """
         raise NotImplementedError
 
-    def cancel_tasks(self, tasks: list[Any]) -> tuple[list[BaseException], list[Any]]:
-        """Cancel *tasks* and wait up to GRACE for them; return what they raised
-        instead of ending, and the tasks that did not end (the runner is then
-        left behind).
+    def cancel_tasks(self, tasks: list[Any]) -> list[Any]:
+        """Cancel *tasks* and wait up to GRACE for them; return the tasks that
+        did not end (the runner is then left behind). What one raises instead of
+        ending goes to the loop's exception handler.
 
         Backends that cannot cancel a single task from outside (trio) return
         at once, cancelling nothing.

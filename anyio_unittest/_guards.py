@@ -13,7 +13,6 @@ from __future__ import annotations
 import bdb
 import os
 import sys
-import traceback
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -153,7 +152,7 @@ class LeftRunning(Guard):
             # the runner closes with the test: end its tasks now, inside the
             # test, so that what they raise is reported here; give its threads
             # the time a runner's close gives them
-            problems = ended(*task.cancel_tasks(task.leaked_tasks(everything=True)))
+            problems = stuck(task.cancel_tasks(task.leaked_tasks(everything=True)))
             threads = run.runner.busy_threads(task.marker, GRACE)
         else:
             problems = []
@@ -215,7 +214,7 @@ class LeftRunning(Guard):
         if len(leaked) > TASKS_SHOWN:
             names += f"\n  ... and {len(leaked) - TASKS_SHOWN} more"
         cancelled = run.runner.can_cancel_tasks
-        raised = ended(*task.cancel_tasks(leaked)) if cancelled else []
+        left = stuck(task.cancel_tasks(leaked)) if cancelled else []
         fate = (
             "they were cancelled"
             if cancelled
@@ -227,11 +226,11 @@ class LeftRunning(Guard):
             f"meant to outlive the test, or start them in asyncSetUpClass):\n{names}"
         )
         if policy == "fail":
-            return [text, *raised]
+            return [text, *left]
         if policy == "warn" or not cancelled:
             # "cancel" can't be honoured on trio: say so rather than stay silent
             warnings.warn(LeakedTaskWarning(text), stacklevel=1)
-        return raised
+        return left
 
     def threads(self, run: TestRun, threads: list[Any]) -> list[str]:
         names = "\n".join(f"  {describe_work(work)}" for work in threads)
@@ -247,23 +246,15 @@ class LeftRunning(Guard):
         return []
 
 
-def ended(raised: list[BaseException], stuck: list[Any]) -> list[str]:
-    """What cancelling a test's leftover tasks found: what they raised, and
-    those that ignored their cancellation."""
-    problems = [
-        "a leftover task raised, while it was being cancelled:\n"
-        + "".join(traceback.format_exception(type(e), e, e.__traceback__))
-        for e in raised
+def stuck(tasks: list[Any]) -> list[str]:
+    """The leftover *tasks* that ignored their cancellation, as a problem."""
+    if not tasks:
+        return []
+    names = "\n".join(f"  {describe_task(t.get_name(), t.get_coro())}" for t in tasks)
+    return [
+        f"{len(tasks)} leftover task(s) had not ended {GRACE:g} s after their "
+        f"cancellation, so their runner is left behind:\n{names}"
     ]
-    if stuck:
-        names = "\n".join(
-            f"  {describe_task(t.get_name(), t.get_coro())}" for t in stuck
-        )
-        problems.append(
-            f"{len(stuck)} leftover task(s) had not ended {GRACE:g} s after their "
-            f"cancellation, so their runner is left behind:\n{names}"
-        )
-    return problems
 
 
 # -- errors the loop only logs ------------------------------------------------------

@@ -294,8 +294,8 @@ class TrioScopeTask(ScopeTask):
             )
         ]
 
-    def cancel_tasks(self, tasks: list[Any]) -> tuple[list[BaseException], list[Any]]:
-        return [], []  # trio cancels through nurseries only: tasks end with theirs
+    def cancel_tasks(self, tasks: list[Any]) -> list[Any]:
+        return []  # trio cancels through nurseries only: tasks end with theirs
 
     def _hand_over(self, call: Call) -> None:
         run = self._run

@@ -871,6 +871,37 @@ class LoopErrorPolicyTests(BackendTests, unittest.TestCase):
         self.assertEqual(result.testsRun, 3)
         return outcomes_by_test(result), [str(w.message) for w in caught]
 
+    class Raises:
+        async def test_leaves_a_task_that_raises_when_cancelled(self) -> None:
+            async def stubborn() -> None:
+                try:
+                    await asyncio.sleep(30)
+                except asyncio.CancelledError:
+                    raise ValueError("raised while being cancelled") from None
+
+            asyncio.get_running_loop().create_task(stubborn())
+            await asyncio.sleep(0)
+
+    def test_a_leftover_task_raising_as_it_is_cancelled_is_a_loop_error(self) -> None:
+        # as asyncio.Runner reports it (through the loop's exception handler),
+        # so that loop_errors = "log" gives the stdlib's outcome
+        for policy in ("fail", "log"):
+            with (
+                self.subTest(policy=policy),
+                mock.patch.dict(os.environ),
+                self.assertLogs("asyncio", "ERROR") as logs,
+            ):
+                os.environ.pop("ANYIO_UNITTEST_LOOP_ERRORS", None)
+                result = run_classes(self.make(self.Raises, loop_errors=policy))
+                found = outcomes_by_test(result)
+                self.assertIn("raised while being cancelled", "\n".join(logs.output))
+                if policy == "log":
+                    self.assertEqual(found, {})
+                else:
+                    text = found["test_leaves_a_task_that_raises_when_cancelled"]
+                    self.assertIn("ValueError: raised while being cancelled", text)
+                    self.assertIn("set loop_errors = 'log' on Raises", text)
+
     def test_fail_is_the_default(self) -> None:
         self.assertEqual(AnyIOTestCase.loop_errors, "fail")
         found, warned = self.run_policy()
