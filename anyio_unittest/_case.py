@@ -78,7 +78,15 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
     class_timeout: ClassVar[float | None] = None
     #: what to do with tasks, threads and timers a test leaves running
     leaked_tasks: ClassVar[LeakedTasks] = "fail"
-    #: what an error the event loop reports does to the test (always logged)
+    #: what an error the event loop reports during a test (a callback that
+    #: raised, "Task exception was never retrieved", "Unclosed client session",
+    #: a leftover task raising as it is cancelled) does to that test: ``"fail"``
+    #: it (the default, for reports with and without an exception alike: a
+    #: message-only report such as an unclosed session is as much a bug of the
+    #: test's code), ``"warn"`` (:exc:`LoopErrorWarning`) or ``"log"`` (only
+    #: logged, as ``IsolatedAsyncioTestCase`` does). Every error is logged as
+    #: asyncio logs it, whatever the policy (``assertLogs("asyncio")`` sees
+    #: it), and a handler the test sets on the loop itself wins for that test.
     loop_errors: ClassVar[LoopErrorsPolicy] = "fail"
     #: the loop factory of ``IsolatedAsyncioTestCase`` (Python 3.13), for asyncio
     loop_factory: ClassVar[Callable[[], Any] | None] = None
