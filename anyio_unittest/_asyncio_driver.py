@@ -329,10 +329,14 @@ class AsyncioRunner(Runner):
         self._trace_owners()
         router = _sigint.router
         router.acquire()
-        if router.wakeup is not None:
+        self._wakeup: int | None = None
+        if router.installed and isinstance(loop, asyncio.SelectorEventLoop):
             # a Ctrl-C wakes the loop even if it lands just before select()
-            with contextlib.suppress(NotImplementedError):  # not on Windows
-                loop.add_reader(router.wakeup, router.drain_wakeup)
+            # (uvloop sets a wakeup fd of its own as it runs)
+            router.claim_wakeup()
+            self._wakeup = router.wakeup
+            if self._wakeup is not None:
+                loop.add_reader(self._wakeup, router.drain_wakeup)
 
     def _trace_owners(self) -> None:
         # Tasks are traced to the scope task whose context they were started
@@ -481,21 +485,15 @@ class AsyncioRunner(Runner):
                 for task in asyncio.all_tasks(loop):
                     task.cancel()
             else:
-                stuck = _cancel_all_tasks(loop)
-                if not stuck:
-                    loop.run_until_complete(
-                        asyncio.wait_for(loop.shutdown_asyncgens(), GRACE)
-                    )
+                stuck = loop.run_until_complete(_end_everything(loop))
         finally:
             self.threads.shutdown(wait=True)
             if stuck:
                 self.leave_behind(f"{len(stuck)} task(s) ignored their cancellation")
             else:
                 asyncio.set_event_loop(None)
-                wakeup = _sigint.router.wakeup
-                if wakeup is not None:
-                    with contextlib.suppress(NotImplementedError):
-                        loop.remove_reader(wakeup)
+                if self._wakeup is not None:
+                    loop.remove_reader(self._wakeup)
                 loop.close()
                 self._release()
         if stuck:
@@ -532,13 +530,19 @@ def format_loop_error(context: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _cancel_all_tasks(loop: asyncio.AbstractEventLoop) -> list[asyncio.Task[Any]]:
-    """Cancel every task and wait up to GRACE for them; return those left."""
-    tasks = asyncio.all_tasks(loop)
-    if not tasks:
-        return []
-    for task in tasks:
-        task.cancel()
-    done, pending = loop.run_until_complete(asyncio.wait(tasks, timeout=GRACE))
-    _report_raised(loop, done)
-    return list(pending)
+async def _end_everything(loop: asyncio.AbstractEventLoop) -> list[asyncio.Task[Any]]:
+    """Cancel every other task and wait up to GRACE for them, then finalise the
+    async generators (in one run of the loop: each run costs a function-scoped
+    test); return the tasks that did not end."""
+    me = asyncio.current_task()
+    tasks = [task for task in asyncio.all_tasks(loop) if task is not me]
+    if tasks:
+        for task in tasks:
+            task.cancel()
+        done, pending = await asyncio.wait(tasks, timeout=GRACE)
+        _report_raised(loop, done)
+        if pending:
+            return list(pending)
+    with anyio.move_on_after(GRACE):
+        await loop.shutdown_asyncgens()
+    return []

@@ -155,12 +155,12 @@ MODULE_HOOK_ATTR = "_anyio_unittest_module_hook"
 
 def _install_module_hook(cls: type, config: ClassConfig) -> None:
     """Give the module of a module- or session-scoped class a ``setUpModule``
-    (wrapping one it already has) that opens the module's scopes and runs
-    ``asyncSetUpModule`` on each: so a failing one is unittest's own
-    "setUpModule" error, and the module's classes don't run. A ``setUpModule``
-    the module defines after the class replaces it: the scopes then open with
-    the module's first class, and a failing ``asyncSetUpModule`` is that
-    class's error."""
+    (wrapping one it already has) that opens the module's scope and runs
+    ``asyncSetUpModule`` there (see ``_set_up_module``): so a failing one is
+    unittest's own "setUpModule" error, and the module's classes don't run.
+    A ``setUpModule`` the module defines after the class replaces it: the
+    scopes then open with the module's first class, and a failing
+    ``asyncSetUpModule`` is that class's error."""
     if config.loop_scope not in ("module", "session") or "<locals>" in (
         cls.__qualname__
     ):
@@ -183,13 +183,15 @@ def _install_module_hook(cls: type, config: ClassConfig) -> None:
 
 
 def _set_up_module(name: str) -> None:
-    """Open each scope the module's classes run under, once per backend, if
-    the module has an asyncSetUpModule (otherwise they open as its classes
-    need them)."""
+    """Open the scope the module's classes run under, if the module has an
+    asyncSetUpModule and its classes all run on one runner. With several
+    (backends, scopes), which of them a run needs is not known here (``-k``,
+    ``--failfast``, a class per process): each opens with the first class that
+    runs on it, whose set-up then reports a failing asyncSetUpModule."""
     module = sys.modules[name]
     if getattr(module, "asyncSetUpModule", None) is None:
         return
-    opened = set()
+    first: dict[tuple[Any, str], tuple[type, ClassConfig]] = {}
     for obj in list(vars(module).values()):
         config = getattr(obj, "__dict__", {}).get(CONFIG_ATTR)
         if (
@@ -200,13 +202,13 @@ def _set_up_module(name: str) -> None:
             or getattr(obj, "__unittest_skip__", False)
         ):
             continue
-        key = (config.backend, config.loop_scope)
-        if key not in opened:
-            opened.add(key)
-            try:
-                registry.open_module(obj, config, f"{name}.{config.name}")
-            except FirstInterrupt:
-                stop_run(registry.close_all_on_interrupt)
+        first.setdefault((config.backend, config.loop_scope), (obj, config))
+    if len(first) == 1:
+        [(cls, config)] = first.values()
+        try:
+            registry.open_module(cls, config, f"{name}.{config.name}")
+        except FirstInterrupt:
+            stop_run(registry.close_all_on_interrupt)
 
 
 def config_of(cls: type) -> ClassConfig:

@@ -33,17 +33,18 @@ A Python-level handler runs only when the main thread executes bytecode: a
 Ctrl-C that lands just before the thread blocks in an asyncio loop's
 ``select()`` would wait for that wait to end (30 s for a test in
 ``sleep(30)``). Python's remedy is a wakeup fd, written by the C-level handler:
-the router sets one (a socket pair kept for the process) and asyncio runners
-watch it (:attr:`_Router.wakeup`). A trio run sets its own and watches it itself;
-the router steps aside while one is open.
+the router sets one (a pipe kept for the process: plain descriptors, which a
+forked process shares and nothing needs to close) for asyncio runners on
+selector loops, which watch it (:attr:`_Router.wakeup`). uvloop sets its own as
+it runs, and so does a trio run, which the router steps aside for.
 """
 
 from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found,unused-ignore]
-import atexit
+import os
 import signal
-import socket
+import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
@@ -90,10 +91,10 @@ class _Router:
         #: the runner driving a call, and that call (both None between calls)
         self.driver: Driver | None = None
         self.call: Driven | None = None
-        #: the socket the C-level handler writes to while the router's wakeup
+        #: the pipe the C-level handler writes to while the router's wakeup
         #: fd is set, for asyncio runners to watch (None: not on the main thread)
-        self.wakeup: socket.socket | None = None
-        self._wakeup_writer: socket.socket | None = None
+        self.wakeup: int | None = None
+        self._wakeup_writer: int | None = None
 
     def handler(self, signum: int, frame: FrameType | None) -> None:
         if self.previous is not signal.default_int_handler:
@@ -141,19 +142,19 @@ class _Router:
         call: one look at the installed handler."""
         if self.installed and _getsignal(signal.SIGINT) is signal.default_int_handler:
             signal.signal(signal.SIGINT, self.handler)
-            # asyncio also reset the wakeup fd as it removed its handler
-            self.claim_wakeup()
+            if self.wakeup is not None:
+                # asyncio also reset the wakeup fd as it removed its handler
+                self.claim_wakeup()
 
     def acquire(self) -> None:
         self.users += 1
         if (
             self.users == 1
             and threading.current_thread() is threading.main_thread()
-            and callable(signal.getsignal(signal.SIGINT))
+            and callable(_getsignal(signal.SIGINT))
         ):
-            self.previous = signal.signal(signal.SIGINT, self.handler)
+            self.previous = _signal.signal(signal.SIGINT, self.handler)
             self.installed = True
-            self.claim_wakeup()
 
     def release(self) -> None:
         self.users -= 1
@@ -162,27 +163,27 @@ class _Router:
         if self.users == 0:
             self.installed = False
             self.state = ARMED
-            if signal.getsignal(signal.SIGINT) == self.handler:
-                signal.signal(signal.SIGINT, self.previous)
+            if _getsignal(signal.SIGINT) == self.handler:
+                _signal.signal(signal.SIGINT, self.previous)
             self.yield_wakeup()
-        else:
+        elif self.wakeup is not None:
             # a trio run that ended gave the wakeup fd back (to none)
             self.claim_wakeup()
 
     def claim_wakeup(self) -> None:
         """Set the router's wakeup fd, unless another one is set (a trio run's,
         or a loop's with signal handlers of its own: it wakes that loop)."""
-        if threading.current_thread() is not threading.main_thread():
+        if (
+            threading.current_thread() is not threading.main_thread()
+            or sys.platform == "win32"  # where it must be a socket: not done
+        ):
             return  # only the main thread may set it (and gets the signals)
         if self._wakeup_writer is None:
-            reader, writer = socket.socketpair()
-            reader.setblocking(False)
-            writer.setblocking(False)
+            reader, writer = os.pipe()
+            os.set_blocking(reader, False)
+            os.set_blocking(writer, False)
             self.wakeup, self._wakeup_writer = reader, writer
-            # kept for the process: made again for every test of function scope
-            # (whose runner is the only user), it would cost each test
-            atexit.register(self._close_wakeup)
-        fd = self._wakeup_writer.fileno()
+        fd = self._wakeup_writer
         other = signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
         if other not in (-1, fd):
             signal.set_wakeup_fd(other, warn_on_full_buffer=False)
@@ -196,21 +197,15 @@ class _Router:
         ):
             return
         other = signal.set_wakeup_fd(-1)
-        if other not in (-1, self._wakeup_writer.fileno()):
+        if other not in (-1, self._wakeup_writer):
             signal.set_wakeup_fd(other, warn_on_full_buffer=False)
-
-    def _close_wakeup(self) -> None:
-        self.yield_wakeup()
-        for sock in (self.wakeup, self._wakeup_writer):
-            if sock is not None:
-                sock.close()
 
     def drain_wakeup(self) -> None:
         """Read what the C-level handler wrote (asyncio runners' reader
         callback: waking the loop was all it was for)."""
         assert self.wakeup is not None
         try:
-            while self.wakeup.recv(512):
+            while os.read(self.wakeup, 512):
                 pass
         except OSError:  # BlockingIOError: drained
             pass
@@ -238,9 +233,10 @@ def stop_run(*steps: Callable[[], object]) -> NoReturn:
     raise KeyboardInterrupt from None
 
 
-#: ``signal.getsignal`` without its conversion of the result to an enum member,
-#: which for a handler that is a function raises and catches a ValueError: the
-#: C function that ``signal.getsignal`` itself calls, looked up once
+#: ``signal.getsignal`` and ``signal.signal`` without their conversion of the
+#: result to an enum member, which for a handler that is a function raises and
+#: catches a ValueError (each runner of function scope pays it twice): the C
+#: functions that they call themselves
 _getsignal = getattr(_signal, "getsignal", signal.getsignal)
 
 router = _Router()

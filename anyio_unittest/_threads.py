@@ -29,7 +29,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from typing_extensions import ParamSpec
 
-from ._driver import OWNER
+from ._driver import GRACE, OWNER
 from ._frames import PACKAGE_DIR
 
 # our frames are hidden from reported tracebacks: unittest's flag, and pytest's
@@ -40,6 +40,8 @@ T = TypeVar("T")
 P = ParamSpec("P")
 
 _numbers = itertools.count(1)
+#: as ThreadPoolExecutor's default
+_POOL_MAX = min(32, (os.cpu_count() or 1) + 4)
 
 
 class Work(NamedTuple):
@@ -56,8 +58,9 @@ class WorkerThreads(ThreadPoolExecutor):
     # of its machinery is used, its two public methods are ours.
 
     def __init__(self) -> None:
-        super().__init__()
-        self._pool_max = min(32, (os.cpu_count() or 1) + 4)  # as ThreadPoolExecutor
+        # no super().__init__(): a pool of the base's (with a cpu_count() call)
+        # that nothing would use, made for every runner
+        self._pool_max = _POOL_MAX
         self._pool_queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._pool_threads: list[threading.Thread] = []
         self._pool_idle = threading.Semaphore(0)
@@ -99,16 +102,19 @@ class WorkerThreads(ThreadPoolExecutor):
             del item
             if future.set_running_or_notify_cancel():
                 self.busy[me] = Work(me, fn, args, owner)
+                # no longer busy before the outcome is set: setting it wakes the
+                # loop, which may end the test (and look for busy threads) while
+                # this thread still runs the future's callbacks
                 try:
                     result = fn(*args, **kwargs)
                 except BaseException as exc:
+                    del self.busy[me]
                     future.set_exception(exc)
                     del exc
                 else:
+                    del self.busy[me]
                     future.set_result(result)
                     del result
-                finally:
-                    del self.busy[me]
             del future, fn, args, kwargs
             self._pool_idle.release()
 
@@ -129,8 +135,9 @@ class WorkerThreads(ThreadPoolExecutor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop the threads once their work is done; wait for them only a bound
         (see ``_driver.GRACE``), then leave them: they are daemons."""
-        from ._driver import GRACE
-
+        if not self._pool_threads:  # the common case: nothing ever ran here
+            self._pool_shut_down = True
+            return
         with self._pool_lock:
             self._pool_shut_down = True
             if cancel_futures:

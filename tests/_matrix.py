@@ -140,83 +140,24 @@ def all_cells(backend: str) -> list[Cell]:
 # --------------------------------------------------------------------------
 # where the package differs from unittest by design
 #
-# asyncSetUpModule runs lazily, when the module's first class sets up on a
-# backend, *after* that class's setUpClass (docs/api.rst): a module can have
-# classes on several backends and one module runner each. So:
-#
-# * ORDER: the markers of every module-level cell show the first class's
-#   setUpClass before asyncSetUpModule;
-# * SETUP_FAILS: a failing asyncSetUpModule is the setUpClass error of that
-#   first class (unittest has no "setUpModule" report for it), and each later
-#   class of the module runs its sync setUpClass, then fails with a
-#   ConfigurationError that has the fault as its cause ("reported with the
-#   module's first class").
-#
 # CANCELLED: a cancellation out of an async class- or module-level step (a class
 # task group whose task failed) is the error ScopeCancelled of that class or
 # module, not the end of the run (unittest lets BaseException out of fixtures):
 # there the twin raises ScopeCancelled itself.
 #
-# The expectation built from the twin is changed exactly that much, no more.
+# MODULE_END: asyncSetUpModule runs in the module's setUpModule, as the twin's
+# sync step does (the module's classes all run on one runner), but the module's
+# end, its cleanups included, comes also after a BaseException out of it, which
+# the twin's setUpModule lets out without its cleanups (pytest goes on; unittest
+# stops the run before any).
 
-MODULE_CLASSES = ("C_first", "C_second", "Z_clean")
 
-
-def expected_markers(cell: Cell, runner: str, want: list[str]) -> list[str]:
-    if not cell.module_level:
-        return want
+def expected_markers(cell: Cell, want: list[str]) -> list[str]:
     setup = f"{cell.cid}|-|asyncSetUpModule"
-    first = f"{cell.cid}.C_first|-|setUpClass"
-    if setup not in want:
-        return want
-    classes = [f"{cell.cid}.{c}|-|setUpClass" for c in MODULE_CLASSES]
-    if cell.hook == "asyncSetUpModule" and stops(runner, cell.hook, cell.fault):
-        return [classes[0], *want]  # ORDER, then the run stops
-    if cell.hook == "asyncSetUpModule":
-        # SETUP_FAILS; the module cleanups run at the module's end, also after
-        # a BaseException (which would have stopped unittest before any)
-        rest = want[want.index(setup) + 1 :]
-        cleanup = f"{cell.cid}|-|async module cleanup"
-        return [classes[0], setup, *classes[1:], *rest, *[cleanup][: not rest]]
-    if first in want:  # ORDER
-        want = [m for m in want if m != setup]
-        want.insert(want.index(first) + 1, setup)
+    cleanup = f"{cell.cid}|-|async module cleanup"
+    if cell.hook == "asyncSetUpModule" and want == [setup]:
+        return [setup, cleanup]
     return want
-
-
-def expected_reports(
-    cell: Cell, runner: str, want: list[tuple[str, str, str]], module: str
-) -> list[tuple[str, str, str]]:
-    if cell.hook != "asyncSetUpModule" or not want:  # SETUP_FAILS only
-        return want
-    if runner == "unittest":
-        (kind, _, exc), *more = want
-        return [
-            (
-                kind,
-                f"setUpClass ({module}.{klass})",
-                exc if i == 0 else "ConfigurationError",
-            )
-            for i, klass in enumerate(MODULE_CLASSES)
-        ] + more
-    return [
-        (kind, name, exc if "::C_first::" in name else "ConfigurationError")
-        for kind, name, exc in want
-    ]
-
-
-def expected_count(
-    cell: Cell, runner: str, twin_reports: list[Report], twin_count: int
-) -> int:
-    """How often the fault is in a report. SETUP_FAILS: also as the cause of
-    each later class's ConfigurationError (pytest: of each of its tests)."""
-    if cell.hook != "asyncSetUpModule" or not twin_count:
-        return twin_count
-    if runner == "unittest":
-        return len(MODULE_CLASSES)
-    first = sum(evidence(cell, "", x) for x in twin_reports if x.klass() == "C_first")
-    later = sum(x.klass() != "C_first" for x in twin_reports)
-    return first + later
 
 
 # --------------------------------------------------------------------------
@@ -243,6 +184,14 @@ if os.environ.get("MX_WARM_UVLOOP"):
     _loop.run_until_complete(asyncio.sleep(0))
     _loop.close()
     del _loop
+
+# likewise the pipe the package keeps once an asyncio runner needed it (the
+# wakeup fd that lets Ctrl-C wake a loop)
+from anyio_unittest._sigint import router as _router
+
+_router.claim_wakeup()
+_router.yield_wakeup()
+del _router
 
 
 def fd_count():
@@ -1390,12 +1339,11 @@ def compare_reports(
     problems = []
     got = [x.signature(a, t) for x in reports_of(result, a, klass)]
     twin_reports = reports_of(twin_result, t, klass)
-    want = expected_reports(cell, runner, [x.signature(t, t) for x in twin_reports], t)
+    want = [x.signature(t, t) for x in twin_reports]
     if got != want:
         problems.append(diff("reported", got, want))
     seen = fault_count(result, cell, a)
     twin_seen = fault_count(twin_result, cell, t)
-    twin_seen = expected_count(cell, runner, twin_reports, twin_seen)
     if seen != twin_seen:
         problems.append(f"the fault is reported {seen} times, the twin's {twin_seen}")
     for x in reports_of(result, a, None):
@@ -1424,7 +1372,7 @@ def check_shared_cell(
     want = owned_markers(twin, "t", key, cell.module_level)
     if not want:
         problems.append("the twin recorded nothing: the generated suite is broken")
-    want = expected_markers(cell, runner, want)
+    want = expected_markers(cell, want)
     if got != want:
         problems.append(diff("hooks that ran", got, want))
     return problems
@@ -1478,7 +1426,6 @@ def check_stop_cell(
     want = owned_markers(twin, "t", key, True)
     if not want:
         problems.append("the twin recorded nothing: the generated suite is broken")
-    want = expected_markers(cell, runner, want)
     if not teardown_tail(cell, got, want):
         problems.append(diff("hooks that ran", got, want))
     problems += process_problems(result, runner, stopped=True)

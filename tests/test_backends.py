@@ -117,7 +117,10 @@ PROTOCOL = """
                 loop = asyncio.get_running_loop()
                 if options.get("debug") is not None:
                     assert loop.get_debug() is options["debug"], loop.get_debug()
-                uvloop = type(loop).__module__.startswith("uvloop")
+                # (the package's loop subclasses uvloop's, to trace timers)
+                uvloop = any(
+                    c.__module__.startswith("uvloop") for c in type(loop).__mro__
+                )
                 assert uvloop is bool(options.get("use_uvloop")), type(loop)
             else:
                 clock = trio.lowlevel.current_clock()

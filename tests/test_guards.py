@@ -31,6 +31,7 @@ from anyio.abc import SocketAttribute, TaskGroup
 
 import anyio_unittest
 from anyio_unittest import AnyIOTestCase, LeakedTaskWarning
+from anyio_unittest._threads import WorkerThreads
 
 from ._support import (
     PACKAGE_DIR,
@@ -689,6 +690,25 @@ class TestLeakedThreadsAsyncio(BackendTests, unittest.TestCase):
                 self.assertEqual(events, ["next test ran"])
                 # function scope waits for it as long as a runner's close would
                 self.assertLess(elapsed, 5)
+
+    def test_a_thread_is_no_longer_busy_once_its_outcome_is_set(self) -> None:
+        # setting the outcome wakes the loop, which may end the test and look
+        # for busy threads while this thread still runs the future's callbacks
+        threads = WorkerThreads()
+        self.addCleanup(threads.shutdown)
+        busy_when_done: list[int] = []
+        done = threading.Event()
+        gate = threading.Event()
+
+        def on_done(_: object) -> None:
+            busy_when_done.append(len(threads.busy))
+            done.set()
+
+        future = threads.submit(gate.wait)
+        future.add_done_callback(on_done)  # run by the worker, as it sets it
+        gate.set()
+        self.assertTrue(done.wait(5))
+        self.assertEqual(busy_when_done, [0])
 
     def test_ignore_and_warn(self) -> None:
         found, events, _ = self.run_body(loop_scope="class", leaked_tasks="ignore")
