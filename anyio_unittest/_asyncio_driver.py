@@ -41,8 +41,10 @@ from ._driver import (
     GRACE,
     OWNER,
     Call,
+    Owner,
     Runner,
     ScopeTask,
+    note_where,
 )
 from ._frames import detach, format_await_chain
 from ._loops import Timer, TimerTracing, default_loop, uvloop_loop
@@ -207,6 +209,9 @@ class AsyncioScopeTask(ScopeTask):
             inbox = self._inbox
             if inbox is not None and not inbox.done():
                 inbox.set_result(None)
+
+
+_MAIN_CODE = AsyncioScopeTask._main.__code__
 
 
 def _renew(scope: anyio.CancelScope, new: Any) -> anyio.CancelScope:
@@ -429,6 +434,21 @@ class AsyncioRunner(Runner):
         errors, self._errors = self._errors, []
         return errors
 
+    def other_tasks(self, task: ScopeTask) -> list[tuple[str, Any, Owner | None]]:
+        exclude = task._task if isinstance(task, AsyncioScopeTask) else None
+        # a task's owner: from its context (3.12+), else from what the task
+        # factory recorded (a closed scope task's record is gone)
+        recorded = {t: owner for owner, ts in self.owned.items() for t in ts}
+        found = []
+        for t in asyncio.all_tasks(self.loop):
+            coro = t.get_coro()
+            if t is exclude or getattr(coro, "cr_code", None) is _MAIN_CODE:
+                continue  # the call's own task (reported apart), idle scope tasks
+            get_context = getattr(t, "get_context", None)
+            owner = get_context().get(OWNER, None) if get_context else recorded.get(t)
+            found.append((t.get_name(), coro, owner))
+        return found
+
     def pending_timers(self, owner: object) -> list[Timer]:
         loop = self.loop
         return loop.pending_timers(owner) if isinstance(loop, TimerTracing) else []
@@ -492,7 +512,7 @@ class AsyncioRunner(Runner):
 
 def _cancel_in_loop(call: Call) -> None:
     if not call.finished:
-        call.where = format_await_chain(call.task.coroutine())
+        note_where(call)
         call.task.cancel_in_loop(call)
 
 

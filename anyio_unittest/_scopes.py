@@ -77,6 +77,8 @@ class Scope:
         self.runner = runner
         self.owns_runner = owns_runner
         self.context = context
+        #: whose hooks run in its scope task ("x.Y", a module's name)
+        self.who = label
         self._task: ScopeTask | None = None
         #: errors the loop reported between tests, reported at this scope's end
         self.stray_errors: list[str] = []
@@ -89,6 +91,9 @@ class Scope:
         task = self._task
         if task is None:
             task = self._task = self.runner.open_task(self.context, self.label)
+        # what a task started now is reported as started by
+        hook = args[0] if fn is await_result and args else fn
+        task.marker.doing = f"{getattr(hook, '__name__', hook)} of {self.who}"
         try:
             return task.call(fn, *args, timeout=timeout)
         except CallTimeout as exc:
@@ -149,7 +154,7 @@ class ModuleScope(Scope):
         context: Context,
     ) -> None:
         super().__init__(label, runner, owns_runner, context)
-        self.module = module
+        self.module = self.who = module
         self.backend = backend
         self.cleanups: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]]
         self.cleanups = []
