@@ -321,7 +321,7 @@ class AsyncioRunner(Runner):
         #: before 3.12, tasks by the scope task they were started from (weakly:
         #: a finished task must be freed at once, or its "exception was never
         #: retrieved" would be logged after the test that caused it)
-        self.owned: dict[object, weakref.WeakSet[Any]] = {}
+        self.owned: dict[Owner, weakref.WeakSet[Any]] = {}
         self._kept: set[asyncio.Task[Any]] = set()
         self._trace_owners()
         _sigint.router.acquire()

@@ -166,7 +166,7 @@ def note_where(call: Call) -> None:
     every other task of its runner waits (what it may be waiting on)."""
     task = call.task
     call.where = format_await_chain(task.coroutine())
-    call.others = format_tasks(task.runner.other_tasks(task))
+    call.others = format_tasks(task.runner.other_tasks(task), task.marker)
 
 
 class ScopeTask:
@@ -255,6 +255,8 @@ class Runner:
     label = ""
     #: why nothing runs on it any more (None: it is usable)
     left_behind: str | None = None
+    #: what the package reports about it (a ``_report.Record``), if anything
+    record: Any = None
     _mismatch: Any = _UNCHECKED
 
     def library_mismatch(self) -> str | None:
@@ -313,7 +315,8 @@ class Runner:
                 deadline = time.monotonic() + GRACE
             else:
                 where = format_await_chain(call.task.coroutine()) or call.where
-                others = format_tasks(self.other_tasks(call.task)) or call.others
+                others = format_tasks(self.other_tasks(call.task), call.task.marker)
+                others = others or call.others
                 self.leave_behind(
                     f"{call.task.name} did not end {GRACE:g} s after its time limit "
                     f"cancelled it"

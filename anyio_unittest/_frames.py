@@ -186,14 +186,16 @@ OTHER_TASKS_SHOWN = 10
 _LINES_PER_TASK = 16
 
 
-def format_tasks(tasks: list[tuple[str, Any, Any]]) -> str:
+def format_tasks(tasks: list[tuple[str, Any, Any]], mine: object = None) -> str:
     """Each task's name, who started it and its await chain, bounded.
 
-    :param tasks: (name, coroutine, owner marker or None) of each task; those
-        whose owner is known come first (a task the test or its class started
-        is what a stuck test usually waits on)
+    :param tasks: (name, coroutine, owner marker or None) of each task
+    :param mine: the owner marker of the code that timed out: the tasks of
+        other owners come first (a server or a lock holder started by a class
+        or module step is what a stuck test usually waits on), then its own,
+        then those started outside any test or hook
     """
-    tasks = sorted(tasks, key=lambda entry: entry[2] is None)
+    tasks = sorted(tasks, key=lambda entry: (entry[2] is None, entry[2] is mine))
     parts = []
     for name, coro, owner in tasks[:OTHER_TASKS_SHOWN]:
         started = (
