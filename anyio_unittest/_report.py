@@ -101,7 +101,7 @@ class Record:
 
 #: every record of this process, in the order opened
 RECORDS: list[Record] = []
-_FUNCTION_RECORDS: dict[str, Record] = {}
+_FUNCTION_RECORDS: dict[tuple[str, str], Record] = {}
 #: whether tests are timed (for the report; read once, at the first runner)
 _timed: bool | None = None
 
@@ -122,12 +122,12 @@ def open_runner(
         record
     """
     if scope == "function":
-        record = _FUNCTION_RECORDS.get(opener + backend.id)
+        record = _FUNCTION_RECORDS.get((opener, backend.id))
         if record is None:
             record = Record(
                 f"function-scope runners of {opener}", backend.id, scope, module
             )
-            _FUNCTION_RECORDS[opener + backend.id] = record
+            _FUNCTION_RECORDS[opener, backend.id] = record
             RECORDS.append(record)
     else:
         record = Record(label, backend.id, scope, module)
