@@ -83,6 +83,28 @@ class TimeOutTests(BackendTests):
             others.index("asyncSetUpClass of"), others.index("started by test")
         )
 
+    def test_a_class_step_time_out_shows_the_tasks_it_started(self) -> None:
+        class Body:
+            @classmethod
+            async def asyncSetUpClass(cls) -> None:
+                gate = anyio.Event()
+                server = await cls.enterAsyncClassContext(anyio.create_task_group())  # type: ignore[attr-defined]
+                server.start_soon(serve, gate)
+                cls.addAsyncClassCleanup(cancel, server)  # type: ignore[attr-defined]
+                await gate.wait()
+
+            async def test_never_runs(self) -> None:
+                pass
+
+        cls = self.make(Body, loop_scope="class", class_timeout=0.2)
+        [problem] = problems(run_classes(cls))
+        self.assertIn("exceeded class_timeout", problem.text)
+        self.assertIn(
+            f"(started by asyncSetUpClass of {cls.__module__}.{cls.__qualname__})",
+            problem.text,
+        )
+        self.assertIn("await gate.wait()  # the server's line", problem.text)
+
     def test_the_other_tasks_shown_are_bounded(self) -> None:
         class Body:
             async def test_many(self) -> None:
