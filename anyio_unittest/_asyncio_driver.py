@@ -41,8 +41,10 @@ from ._driver import (
     GRACE,
     OWNER,
     Call,
+    Owner,
     Runner,
     ScopeTask,
+    note_where,
 )
 from ._frames import detach, format_await_chain
 from ._loops import Timer, TimerTracing, default_loop, uvloop_loop
@@ -209,6 +211,9 @@ class AsyncioScopeTask(ScopeTask):
                 inbox.set_result(None)
 
 
+_MAIN_CODE = AsyncioScopeTask._main.__code__
+
+
 def _renew(scope: anyio.CancelScope, new: Any) -> anyio.CancelScope:
     """A fresh cancel scope in place of *scope*, which was cancelled: possible
     when no cancel scope of the user's is still open inside it. Otherwise the
@@ -324,7 +329,7 @@ class AsyncioRunner(Runner):
         #: before 3.12, tasks by the scope task they were started from (weakly:
         #: a finished task must be freed at once, or its "exception was never
         #: retrieved" would be logged after the test that caused it)
-        self.owned: dict[object, weakref.WeakSet[Any]] = {}
+        self.owned: dict[Owner, weakref.WeakSet[Any]] = {}
         self._kept: set[asyncio.Task[Any]] = set()
         self._trace_owners()
         router = _sigint.router
@@ -446,6 +451,21 @@ class AsyncioRunner(Runner):
         errors, self._errors = self._errors, []
         return errors
 
+    def other_tasks(self, task: ScopeTask) -> list[tuple[str, Any, Owner | None]]:
+        exclude = task._task if isinstance(task, AsyncioScopeTask) else None
+        # a task's owner: from its context (3.12+), else from what the task
+        # factory recorded (a closed scope task's record is gone)
+        recorded = {t: owner for owner, ts in self.owned.items() for t in ts}
+        found = []
+        for t in asyncio.all_tasks(self.loop):
+            coro = t.get_coro()
+            if t is exclude or getattr(coro, "cr_code", None) is _MAIN_CODE:
+                continue  # the call's own task (reported apart), idle scope tasks
+            get_context = getattr(t, "get_context", None)
+            owner = get_context().get(OWNER, None) if get_context else recorded.get(t)
+            found.append((t.get_name(), coro, owner))
+        return found
+
     def pending_timers(self, owner: object) -> list[Timer]:
         loop = self.loop
         return loop.pending_timers(owner) if isinstance(loop, TimerTracing) else []
@@ -507,7 +527,7 @@ class AsyncioRunner(Runner):
 
 def _cancel_in_loop(call: Call) -> None:
     if not call.finished:
-        call.where = format_await_chain(call.task.coroutine())
+        note_where(call)
         call.task.cancel_in_loop(call)
 
 

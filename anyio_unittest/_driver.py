@@ -41,7 +41,12 @@ from ._exceptions import (
     Interrupted,
     RunnerLeftBehind,
 )
-from ._frames import format_await_chain, hide_own_frames, other_threads
+from ._frames import (
+    format_await_chain,
+    format_tasks,
+    hide_own_frames,
+    other_threads,
+)
 
 # our frames are hidden from reported tracebacks: unittest's flag, and pytest's
 __unittest = True
@@ -77,6 +82,7 @@ class Call:
         "finished",
         "fn",
         "limit",
+        "others",
         "task",
         "value",
         "where",
@@ -97,8 +103,10 @@ class Call:
         self.cancelled: str | None = None
         #: a second Ctrl-C asked the driver to raise on the host for this call
         self.aborted = False
-        #: where the call was waiting when it was cancelled (its await chain)
+        #: where the call was waiting when it was cancelled (its await chain),
+        #: and where the other tasks of its runner were
         self.where = ""
+        self.others = ""
 
     def discard(self) -> None:
         """The call will never run: close a coroutine handed over with it."""
@@ -113,7 +121,7 @@ class Call:
             assert self.limit is not None
             # what the code made of the cancellation (an error it converted it
             # into) is shown as the cause; the cancellation itself is ours
-            raise CallTimeout(self.limit, self.where) from error
+            raise CallTimeout(self.limit, self.where, self.others) from error
         if self.cancelled is INTERRUPTED:
             raise FirstInterrupt
         if self.cancelled is STOPPED:
@@ -127,9 +135,38 @@ class Call:
         return self.value
 
 
+class Owner:
+    """A scope task's marker: who runs there, for reports about its tasks.
+
+    A plain object, not the scope task: the context must not point back at the
+    task, or every finished task would wait for the garbage collector.
+    """
+
+    __slots__ = ("doing", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        #: for a class or module scope task: its last step ("asyncSetUpClass of
+        #: x.Y"), set by the scope before each; tests run after the set-up
+        #: step, so a task found during a test was started by that step
+        self.doing: str | None = None
+
+    def started(self) -> str:
+        """Who started a task carrying this marker, for a report."""
+        return f"started by {self.doing or self.name}"
+
+
 #: set in each scope task's context to a marker of it: tasks started from there
 #: inherit it, which is how a task is traced back to the test that started it
-OWNER: ContextVar[object] = ContextVar("anyio_unittest.owner")
+OWNER: ContextVar[Owner] = ContextVar("anyio_unittest.owner")
+
+
+def note_where(call: Call) -> None:
+    """In the loop, as the driver cancels *call*: where it waits, and where
+    every other task of its runner waits (what it may be waiting on)."""
+    task = call.task
+    call.where = format_await_chain(task.coroutine())
+    call.others = format_tasks(task.runner.other_tasks(task), task.marker)
 
 
 class ScopeTask:
@@ -140,9 +177,7 @@ class ScopeTask:
         self.context = context
         #: who the task runs for ("test x.Y.test_z"), for messages
         self.name = name
-        # a plain marker, not self: the context must not point back at us, or
-        # every finished task would wait for the garbage collector
-        self.marker = object()
+        self.marker = Owner(name)
         context.run(OWNER.set, self.marker)
 
     def call(self, fn: AsyncFn, /, *args: Any, timeout: float | None = None) -> Any:
@@ -220,6 +255,8 @@ class Runner:
     label = ""
     #: why nothing runs on it any more (None: it is usable)
     left_behind: str | None = None
+    #: what the package reports about it (a ``_report.Record``), if anything
+    record: Any = None
     _mismatch: Any = _UNCHECKED
 
     def library_mismatch(self) -> str | None:
@@ -278,11 +315,13 @@ class Runner:
                 deadline = time.monotonic() + GRACE
             else:
                 where = format_await_chain(call.task.coroutine()) or call.where
+                others = format_tasks(self.other_tasks(call.task), call.task.marker)
+                others = others or call.others
                 self.leave_behind(
                     f"{call.task.name} did not end {GRACE:g} s after its time limit "
                     f"cancelled it"
                 )
-                raise CallStuck(call.limit, where, GRACE, other_threads())
+                raise CallStuck(call.limit, where, GRACE, other_threads(), others)
         if not passed and call.cancelled is None and call.ended > deadline:
             # it ended by itself, but after its limit: it held the thread (a
             # blocking call), so no cancellation could reach it in time
@@ -346,6 +385,11 @@ class Runner:
 
     def take_errors(self) -> list[str]:
         """Errors the loop swallowed (logged only) since the last call, formatted."""
+        raise NotImplementedError
+
+    def other_tasks(self, task: ScopeTask) -> list[tuple[str, Any, Owner | None]]:
+        """Every live task of the runner but *task* and the idle scope tasks:
+        (name, coroutine, the owner marker it carries or None), for a report."""
         raise NotImplementedError
 
     def pending_timers(self, owner: object) -> list[Any]:

@@ -53,23 +53,33 @@ class FirstInterrupt(KeyboardInterrupt):
 class CallTimeout(TimeoutError):
     """A call was cancelled because its time limit passed."""
 
-    def __init__(self, timeout: float, where: str) -> None:
+    def __init__(self, timeout: float, where: str, others: str = "") -> None:
         super().__init__(f"timed out after {timeout:g} seconds")
         self.timeout = timeout
         #: the formatted stack of the call where the cancellation reached it
         self.where = where
+        #: the other tasks of its runner and where they waited, formatted
+        self.others = others
 
     def details(self) -> str:
-        """The end of a time-out's message: where the code was waiting."""
-        return f"; it was waiting at:\n{self.where or '  (no stack)'}"
+        """The end of a time-out's message: where the code was waiting, and
+        where the other tasks it may have been waiting on were."""
+        return f"; it was waiting at:\n{self.where or '  (no stack)'}{self._others()}"
+
+    def _others(self) -> str:
+        if not self.others:
+            return ""
+        return f"\nThe other tasks on its runner, at that moment:\n{self.others}"
 
 
 class CallStuck(CallTimeout):
     """A call went on past the grace period after its time limit cancelled it:
     its runner is left behind."""
 
-    def __init__(self, timeout: float, where: str, grace: float, threads: str) -> None:
-        super().__init__(timeout, where)
+    def __init__(
+        self, timeout: float, where: str, grace: float, threads: str, others: str = ""
+    ) -> None:
+        super().__init__(timeout, where, others)
         self.grace = grace
         #: the stacks of the process's other threads, formatted
         self.threads = threads
@@ -81,5 +91,5 @@ class CallStuck(CallTimeout):
             f"ignores the cancellation, or waits on something that can't be "
             f"cancelled). Its runner is left behind: nothing more runs on it, and "
             f"what was still due on it fails. It is stuck at:\n"
-            f"{self.where or '  (no stack)'}{threads}"
+            f"{self.where or '  (no stack)'}{self._others()}{threads}"
         )

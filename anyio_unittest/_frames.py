@@ -178,3 +178,38 @@ _LIBRARIES = (
     "uvloop",
     __name__.rpartition(".")[0],
 )
+
+
+#: a time-out report shows at most this many other tasks, and the innermost
+#: this many lines of each one's await chain (a screenful)
+OTHER_TASKS_SHOWN = 10
+_LINES_PER_TASK = 16
+
+
+def format_tasks(tasks: list[tuple[str, Any, Any]], mine: object = None) -> str:
+    """Each task's name, who started it and its await chain, bounded.
+
+    :param tasks: (name, coroutine, owner marker or None) of each task
+    :param mine: the owner marker of the code that timed out: the tasks of
+        other owners come first (a server or a lock holder started by a class
+        or module step is what a stuck test usually waits on), then its own,
+        then those started outside any test or hook
+    """
+    tasks = sorted(tasks, key=lambda entry: (entry[2] is None, entry[2] is mine))
+    parts = []
+    for name, coro, owner in tasks[:OTHER_TASKS_SHOWN]:
+        started = (
+            owner.started()
+            if owner is not None
+            else "started outside any test or hook of this package"
+        )
+        lines = format_await_chain(coro).rstrip("\n").splitlines()
+        if len(lines) > _LINES_PER_TASK:
+            cut = len(lines) - _LINES_PER_TASK
+            cut += cut % 2  # a frame is two lines: where, then the code
+            lines = [f"  ... ({cut} lines left out)", *lines[cut:]]
+        chain = "\n".join("  " + line for line in lines) or "    (no stack)"
+        parts.append(f"  Task {name!r} ({started}):\n{chain}\n")
+    if len(tasks) > OTHER_TASKS_SHOWN:
+        parts.append(f"  ... and {len(tasks) - OTHER_TASKS_SHOWN} more task(s)\n")
+    return "".join(parts)

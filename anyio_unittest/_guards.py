@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ._driver import GRACE, ScopeTask
 from ._exceptions import ConfigurationError, LeakedTaskWarning, LoopErrorWarning
 from ._frames import TASKS_SHOWN, describe_task
+from ._report import note_findings
 from ._threads import describe_work
 
 if TYPE_CHECKING:
@@ -179,6 +180,7 @@ class LeftRunning(Guard):
             names += f"\n  ... and {len(timers) - TASKS_SHOWN} more"
         for timer in timers:
             timer.handle.cancel()
+        note_findings(run.runner.record, leaked=len(timers))
         text = (
             f"{run.case.id()} left {len(timers)} timer(s) scheduled on its shared "
             f"loop (they were cancelled, or they would have fired in a later test; "
@@ -203,6 +205,7 @@ class LeftRunning(Guard):
     ) -> list[str]:
         task = task or run.task
         policy = run.config.policy("leaked_tasks")
+        note_findings(run.runner.record, leaked=len(leaked))
         names = "\n".join(
             "  "
             + describe_task(
@@ -280,6 +283,7 @@ class LoopErrorsGuard(Guard):
 
     def report(self, run: TestRun, found: Any) -> list[str]:
         errors = [*found, *run.runner.take_errors()]
+        note_findings(run.runner.record, loop_errors=len(errors))
         text = (
             f"the event loop reported these errors during the test (set "
             f"loop_errors = 'log' on {run.config.name} to only log them, as "

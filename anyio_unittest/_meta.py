@@ -25,6 +25,7 @@ from ._backends import (
 )
 from ._exceptions import ConfigurationError, FirstInterrupt
 from ._guards import GUARDS, TIME_LIMITS, policy
+from ._report import report_wanted
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -387,6 +388,7 @@ def configure(cls: type, root: type, namespace: dict[str, Any]) -> None:
     declared = _declares(cls, root)
     keep = env_backend_filter()
     default = env_default_backend()  # validated even where a class doesn't use it
+    report_wanted()  # a bad ANYIO_UNITTEST_REPORT fails where the first class is
     if declared is not None and declared[1] == "anyio_backends":
         backends = _parse_backends(declared[0], declared[0].__dict__["anyio_backends"])
         others = sorted({b.name for b in backends} - {"asyncio"})

@@ -45,6 +45,14 @@ from ._exceptions import (
     ScopeCancelled,
 )
 from ._guards import TIME_LIMITS
+from ._report import (
+    close_runner,
+    explain_cross_loop,
+    note_findings,
+    open_runner,
+    print_report,
+    timing,
+)
 from ._sigint import stop_run
 
 if TYPE_CHECKING:
@@ -77,6 +85,8 @@ class Scope:
         self.runner = runner
         self.owns_runner = owns_runner
         self.context = context
+        #: whose hooks run in its scope task ("x.Y", a module's name)
+        self.who = label
         self._task: ScopeTask | None = None
         #: errors the loop reported between tests, reported at this scope's end
         self.stray_errors: list[str] = []
@@ -89,6 +99,10 @@ class Scope:
         task = self._task
         if task is None:
             task = self._task = self.runner.open_task(self.context, self.label)
+        # what a task started now is reported as started by
+        hook = args[0] if fn is await_result and args else fn
+        task.marker.doing = f"{getattr(hook, '__name__', hook)} of {self.who}"
+        stop = timing(self.runner.record, hooks=True)
         try:
             return task.call(fn, *args, timeout=timeout)
         except CallTimeout as exc:
@@ -100,6 +114,7 @@ class Scope:
             raise
         except BaseException as exc:
             if isinstance(exc, Exception):
+                explain_cross_loop(exc, self.runner.record)
                 raise
             # a cancellation (asyncio's or trio's): unittest's class and module
             # fixtures catch Exception only, and must not end the run for it
@@ -108,6 +123,8 @@ class Scope:
                 f"group it runs in (entered by asyncSetUpClass or "
                 f"asyncSetUpModule) was cancelled because a task in it failed"
             ) from exc
+        finally:
+            stop()
 
     def close(self) -> None:
         task, self._task = self._task, None
@@ -118,8 +135,9 @@ class Scope:
                 task.close()
         finally:
             if self.owns_runner:
-                self.runner.close()
+                close_runner(self.runner)
                 errors += self.runner.take_errors()
+        note_findings(self.runner.record, loop_errors=len(errors))
         if errors and self.loop_errors != "log":
             text = (
                 f"the event loop of the {self.label} reported these errors outside "
@@ -149,7 +167,7 @@ class ModuleScope(Scope):
         context: Context,
     ) -> None:
         super().__init__(label, runner, owns_runner, context)
-        self.module = module
+        self.module = self.who = module
         self.backend = backend
         self.cleanups: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]]
         self.cleanups = []
@@ -218,7 +236,7 @@ class Registry:
                 break
         # the opener is named so that a RunnerConflictError can name it
         label = f"session runner ({backend.id})" + (f" of {opener}" if opener else "")
-        runner = backend.open_runner(label)
+        runner = open_runner(backend, label, "session", "")
         scope = Scope(label, runner, True, contextvars.copy_context())
         self.sessions.append((backend, scope))
         return scope
@@ -270,7 +288,7 @@ class Registry:
             label = f"{module} on the session runner ({backend.id})"
         else:
             label = f"module runner of {module} ({backend.id})"
-            runner, owns = backend.open_runner(label), True
+            runner, owns = open_runner(backend, label, "module", module), True
             context = contextvars.copy_context()
         scope = ModuleScope(module, backend, label, runner, owns, context)
         scope.limit = limit
@@ -324,7 +342,14 @@ class Registry:
         function scope, it is opened for the test and closed with it)."""
         if config.loop_scope == "function":
             assert config.backend is not None
-            return config.backend.open_runner(name), contextvars.copy_context(), True
+            runner = open_runner(
+                config.backend,
+                name,
+                "function",
+                cls.__module__,
+                f"{cls.__module__}.{cls.__qualname__}",
+            )
+            return runner, contextvars.copy_context(), True
         scope = self.classes[cls]
         stray = scope.runner.take_errors()
         if stray:  # swallowed between tests: reported at the class's end
@@ -402,7 +427,9 @@ class Registry:
         backend = config.backend
         assert backend is not None
         if config.loop_scope == "class":
-            runner = backend.open_runner(f"class runner of {label}")
+            runner = open_runner(
+                backend, f"class runner of {label}", "class", cls.__module__
+            )
             scope = Scope(label, runner, True, contextvars.copy_context())
         else:
             module = self.open_module(cls, config, label)
@@ -466,6 +493,7 @@ class Registry:
                 file=sys.stderr,
             )
             traceback.print_exc()
+        print_report()  # unless pytest's terminal summary had it
 
     def close_all(self) -> None:
         """Close every scope still open: classes, modules, then sessions."""

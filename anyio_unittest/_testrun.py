@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from ._exceptions import CallStuck, CallTimeout, FirstInterrupt, Interrupted
 from ._frames import hide_own_frames
 from ._guards import AFTER, BEFORE, LEFT_RUNNING
+from ._report import close_runner, explain_cross_loop, timing
 from ._scopes import await_object, registry
 from ._sigint import as_test_error
 
@@ -88,15 +89,18 @@ class TestRun:
             self.task = self.runner.open_task(self.context, name)
         except BaseException:
             if self.owns_runner:
-                self.runner.close()
+                close_runner(self.runner)
             raise
+        record = self.runner.record
+        if record is not None:
+            record.tests += 1
 
     def close(self) -> None:
         try:
             self.task.close()
         finally:
             if self.owns_runner:
-                self.runner.close()
+                close_runner(self.runner)
 
     # -- calls into the runner ---------------------------------------------------
 
@@ -109,9 +113,10 @@ class TestRun:
                 close_unstarted(arg)
             return None
         limit = self.limit
+        remaining = None
         if limit is None:
-            return self.task.call(fn, *args)
-        if phase in ("asyncSetUp", "test"):
+            pass
+        elif phase in ("asyncSetUp", "test"):
             # asyncSetUp and the test share one budget
             now = time.monotonic()
             if phase == "asyncSetUp" or self.deadline is None:
@@ -119,15 +124,22 @@ class TestRun:
             remaining = max(self.deadline - now, 0.0)
         else:
             remaining = limit
+        stop = timing(self.runner.record, hooks=False)
         try:
             return self.task.call(fn, *args, timeout=remaining)
         except CallTimeout as exc:
+            assert limit is not None
             self.stuck = isinstance(exc, CallStuck)
             shared = " (shared by asyncSetUp and the test)" if phase == "test" else ""
             raise self.case.failureException(
                 f"{self.case.id()} timed out: {phase} exceeded the limit of "
                 f"{limit:g} seconds{shared}{exc.details()}"
             ) from exc.__cause__
+        except Exception as exc:
+            explain_cross_loop(exc, self.runner.record)
+            raise
+        finally:
+            stop()
 
     # -- unittest's hook points --------------------------------------------------
     #

@@ -30,6 +30,7 @@ tasks are its own, trio's run-level state is shared); with other options it is a
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -47,11 +48,13 @@ from ._driver import (
     GRACE,
     OWNER,
     Call,
+    Owner,
     Runner,
     ScopeTask,
+    note_where,
 )
 from ._exceptions import RunnerConflictError, RunnerLeftBehind
-from ._frames import detach, format_await_chain
+from ._frames import detach
 
 # our frames are hidden from reported tracebacks: unittest's flag, and pytest's
 __unittest = True
@@ -91,6 +94,7 @@ class _Run:
         #: the trio tasks of the scope tasks, which are never leaks
         self.scope_tasks: set[trio.lowlevel.Task] = set()
         self.root: trio.lowlevel.Task | None = None
+        self.main: trio.lowlevel.Task | None = None
         self.spawns = _Spawns()
         self._main_wakeup: trio.Event | None = None
         self._stopping = False
@@ -153,6 +157,7 @@ class _Run:
 
     async def _dispatch(self) -> None:
         self.root = trio.lowlevel.current_root_task()
+        self.main = trio.lowlevel.current_task()
         trio.lowlevel.add_instrument(self.spawns)
         self._main_wakeup = trio.Event()
         self._token = trio.lowlevel.current_trio_token()
@@ -247,8 +252,17 @@ class _Run:
 
 def _cancel_in_run(call: Call) -> None:
     if not call.finished:
-        call.where = format_await_chain(call.task.coroutine())
+        note_where(call)
         call.task.cancel_in_loop(call)
+
+
+_TRIO_DIR = os.path.dirname(os.path.abspath(trio.__file__)) + os.sep
+
+
+def _is_trios(coro: Any) -> bool:
+    """Whether a task runs trio's own code (a system task of the run)."""
+    code = getattr(coro, "cr_code", None)
+    return code is not None and code.co_filename.startswith(_TRIO_DIR)
 
 
 class TrioScopeTask(ScopeTask):
@@ -457,6 +471,27 @@ class TrioRunner(Runner):
 
     def _release(self) -> None:
         pass  # the run releases what it holds
+
+    def other_tasks(self, task: ScopeTask) -> list[tuple[str, Any, Owner | None]]:
+        # the task tree, walked from the root: trio's own tasks (the root, its
+        # system tasks, our dispatcher) and the scope tasks are not shown, the
+        # tasks in their nurseries are
+        run = self.run
+        if run.root is None:
+            return []
+        skip = {run.root, run.main, *run.scope_tasks}
+        exclude = task._trio_task if isinstance(task, TrioScopeTask) else None
+        found = []
+        stack = [run.root]
+        while stack:
+            t = stack.pop()
+            stack.extend(
+                child for nursery in t.child_nurseries for child in nursery.child_tasks
+            )
+            if t in skip or t is exclude or _is_trios(t.coro):
+                continue
+            found.append((t.name, t.coro, t.context.get(OWNER, None)))
+        return found
 
     def take_errors(self) -> list[str]:
         return []  # trio never swallows an error: it fails the task or the run

@@ -11,6 +11,7 @@ from collections.abc import Generator
 
 import pytest
 
+from ._report import print_report
 from ._scopes import registry
 
 
@@ -35,6 +36,15 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     # after pytest's own, which tears down what a stopped run (Ctrl-C) left set
     # up: tearDownClass and class cleanups need their runners still open
     registry.close_all()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    # after pytest_sessionfinish, where the last runners were closed
+    def write(text: str) -> None:
+        terminalreporter.section("anyio_unittest runners")
+        terminalreporter.write(text)
+
+    print_report(write)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
