@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import signal
 import sys
 import time
 import traceback
@@ -334,14 +335,14 @@ class AsyncioRunner(Runner):
         self._trace_owners()
         router = _sigint.router
         router.acquire()
-        self._wakeup: int | None = None
+        #: the wakeup pipe this loop watches (see _sigint), if it does
+        self._wakeup: tuple[int, int] | None = None
         if router.installed and isinstance(loop, asyncio.SelectorEventLoop):
             # a Ctrl-C wakes the loop even if it lands just before select()
             # (uvloop sets a wakeup fd of its own as it runs)
-            router.claim_wakeup()
-            self._wakeup = router.wakeup
+            self._wakeup = router.wakeup_pipe()
             if self._wakeup is not None:
-                loop.add_reader(self._wakeup, router.drain_wakeup)
+                loop.add_reader(self._wakeup[0], router.drain_wakeup)
 
     def _trace_owners(self) -> None:
         # Tasks are traced to the scope task whose context they were started
@@ -377,6 +378,8 @@ class AsyncioRunner(Runner):
         if timeout is not None:
             alarm = _Alarm(loop)
             timer = loop.call_later(timeout, alarm)
+        if self._wakeup is not None:
+            previous = signal.set_wakeup_fd(self._wakeup[1], warn_on_full_buffer=False)
         try:
             loop.run_forever()
         except BaseException:
@@ -386,6 +389,8 @@ class AsyncioRunner(Runner):
                 self._abandon(call)
             raise
         finally:
+            if self._wakeup is not None:
+                signal.set_wakeup_fd(previous)
             if timer is not None:
                 timer.cancel()
         if not call.finished and (alarm is None or not alarm.rang):
@@ -513,7 +518,7 @@ class AsyncioRunner(Runner):
             else:
                 asyncio.set_event_loop(None)
                 if self._wakeup is not None:
-                    loop.remove_reader(self._wakeup)
+                    loop.remove_reader(self._wakeup[0])
                 loop.close()
                 self._release()
         if stuck:

@@ -24,7 +24,7 @@ from ._backends import (
     selected,
 )
 from ._exceptions import ConfigurationError, FirstInterrupt
-from ._guards import GUARDS, TIME_LIMITS, policy
+from ._guards import GUARDS, TIME_LIMITS, policy, under_debugger
 from ._report import report_wanted
 
 if TYPE_CHECKING:
@@ -79,6 +79,7 @@ class ClassConfig:
         "generated",
         "hooks",
         "loop_scope",
+        "methods",
         "name",
         "parametrised",
         "policies",
@@ -101,6 +102,8 @@ class ClassConfig:
         #: the package marked it skipped (uvloop missing, a backend filtered out)
         self.skip_set = False
         self.policies: dict[str, str] = {}
+        #: each test method's MethodInfo, by name, once worked out
+        self.methods: dict[str, MethodInfo] = {}
 
     def policy(self, name: str) -> str:
         """A policy (``leaked_tasks``, ``loop_errors``): the environment's for
@@ -111,8 +114,19 @@ class ClassConfig:
         return value
 
     def method(self, case: Any) -> MethodInfo:
-        cls = self.cls
+        """The MethodInfo of *case*'s test method: worked out at its first run
+        (the time limit of the environment read then), unless a debugger is
+        attached (no limit then) or the instance has a method of its own."""
         name = case._testMethodName
+        info = self.methods.get(name)
+        if info is None or under_debugger():
+            info = self._method(case, name)
+            if name not in case.__dict__ and not under_debugger():
+                self.methods[name] = info
+        return info
+
+    def _method(self, case: Any, name: str) -> MethodInfo:
+        cls = self.cls
         method = case.__dict__.get(name) or getattr(cls, name, None)
         limit = TIME_LIMITS.test_limit(cls, method)
         hypothesis = bool(getattr(method, "is_hypothesis_test", False))

@@ -33,10 +33,11 @@ A Python-level handler runs only when the main thread executes bytecode: a
 Ctrl-C that lands just before the thread blocks in an asyncio loop's
 ``select()`` would wait for that wait to end (30 s for a test in
 ``sleep(30)``). Python's remedy is a wakeup fd, written by the C-level handler:
-the router sets one (a pipe kept for the process: plain descriptors, which a
-forked process shares and nothing needs to close) for asyncio runners on
-selector loops, which watch it (:attr:`_Router.wakeup`). uvloop sets its own as
-it runs, and so does a trio run, which the router steps aside for.
+the router keeps a pipe for the process (plain descriptors, which a forked
+process shares and nothing needs to close), and an asyncio runner on a selector
+loop watches it and sets it as the wakeup fd while it drives a call, and only
+then (a trio run, or ``trio.run()`` in a sync test, would take a wakeup fd left
+set as a collision). uvloop sets one of its own as it runs; so does a trio run.
 """
 
 from __future__ import annotations
@@ -91,10 +92,8 @@ class _Router:
         #: the runner driving a call, and that call (both None between calls)
         self.driver: Driver | None = None
         self.call: Driven | None = None
-        #: the pipe the C-level handler writes to while the router's wakeup
-        #: fd is set, for asyncio runners to watch (None: not on the main thread)
-        self.wakeup: int | None = None
-        self._wakeup_writer: int | None = None
+        #: the wakeup pipe (reader, writer), once an asyncio runner asked for it
+        self._wakeup: tuple[int, int] | None = None
 
     def handler(self, signum: int, frame: FrameType | None) -> None:
         if self.previous is not signal.default_int_handler:
@@ -142,9 +141,6 @@ class _Router:
         call: one look at the installed handler."""
         if self.installed and _getsignal(signal.SIGINT) is signal.default_int_handler:
             signal.signal(signal.SIGINT, self.handler)
-            if self.wakeup is not None:
-                # asyncio also reset the wakeup fd as it removed its handler
-                self.claim_wakeup()
 
     def acquire(self) -> None:
         self.users += 1
@@ -165,47 +161,29 @@ class _Router:
             self.state = ARMED
             if _getsignal(signal.SIGINT) == self.handler:
                 _signal.signal(signal.SIGINT, self.previous)
-            self.yield_wakeup()
-        elif self.wakeup is not None:
-            # a trio run that ended gave the wakeup fd back (to none)
-            self.claim_wakeup()
 
-    def claim_wakeup(self) -> None:
-        """Set the router's wakeup fd, unless another one is set (a trio run's,
-        or a loop's with signal handlers of its own: it wakes that loop)."""
+    def wakeup_pipe(self) -> tuple[int, int] | None:
+        """The wakeup pipe (reader, writer), made at the first call; None where
+        no wakeup fd can be set: off the main thread, and on Windows (where it
+        must be a socket; not done)."""
         if (
             threading.current_thread() is not threading.main_thread()
-            or sys.platform == "win32"  # where it must be a socket: not done
+            or sys.platform == "win32"
         ):
-            return  # only the main thread may set it (and gets the signals)
-        if self._wakeup_writer is None:
+            return None
+        if self._wakeup is None:
             reader, writer = os.pipe()
             os.set_blocking(reader, False)
             os.set_blocking(writer, False)
-            self.wakeup, self._wakeup_writer = reader, writer
-        fd = self._wakeup_writer
-        other = signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
-        if other not in (-1, fd):
-            signal.set_wakeup_fd(other, warn_on_full_buffer=False)
-
-    def yield_wakeup(self) -> None:
-        """Unset the router's wakeup fd (before a trio run sets its own: it
-        would take one already set as a collision, and warn)."""
-        if (
-            self._wakeup_writer is None
-            or threading.current_thread() is not threading.main_thread()
-        ):
-            return
-        other = signal.set_wakeup_fd(-1)
-        if other not in (-1, self._wakeup_writer):
-            signal.set_wakeup_fd(other, warn_on_full_buffer=False)
+            self._wakeup = (reader, writer)
+        return self._wakeup
 
     def drain_wakeup(self) -> None:
         """Read what the C-level handler wrote (asyncio runners' reader
         callback: waking the loop was all it was for)."""
-        assert self.wakeup is not None
+        assert self._wakeup is not None
         try:
-            while os.read(self.wakeup, 512):
+            while os.read(self._wakeup[0], 512):
                 pass
         except OSError:  # BlockingIOError: drained
             pass

@@ -107,8 +107,6 @@ class _Run:
         self.left_by_ctrl_c = False
         self.left_by: list[str] = []
         _sigint.router.acquire()
-        # the run wakes on signals through a wakeup fd of its own
-        _sigint.router.yield_wakeup()
         try:
             trio.lowlevel.start_guest_run(
                 self._dispatch,

@@ -189,8 +189,7 @@ if os.environ.get("MX_WARM_UVLOOP"):
 # wakeup fd that lets Ctrl-C wake a loop)
 from anyio_unittest._sigint import router as _router
 
-_router.claim_wakeup()
-_router.yield_wakeup()
+_router.wakeup_pipe()
 del _router
 
 
