@@ -270,7 +270,7 @@ class Registry:
             label = f"{module} on the session runner ({backend.id})"
         else:
             label = f"module runner of {module} ({backend.id})"
-            runner, owns = backend.open_runner(label), True
+            runner, owns = backend.open_runner(label, opener), True
             context = contextvars.copy_context()
         scope = ModuleScope(module, backend, label, runner, owns, context)
         scope.limit = limit
