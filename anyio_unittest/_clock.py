@@ -37,6 +37,8 @@ __unittest = True
 __tracebackhide__ = True
 
 CLOCKS = ("real", "autojump")
+#: what asyncio's loops take for the resolution of their time()
+_RESOLUTION = time.get_clock_info("monotonic").resolution
 
 
 class VirtualClock(Protocol):
@@ -155,7 +157,17 @@ class AsyncioClock:
     def jump(self, seconds: float) -> None:
         if not seconds >= 0:
             raise ValueError("time can't go backwards")
-        self.now += seconds
+        self.advance(seconds)
+
+    def advance(self, seconds: float) -> None:
+        now = self.now + seconds
+        if now + _RESOLUTION == now:
+            # asyncio runs a timer once time() + the clock's resolution passes
+            # its due time; past ~2**24 s a float can't add that resolution, and
+            # a jump that lands exactly on a timer would never run it (real
+            # time moves on; virtual time doesn't): land one float further
+            now = math.nextafter(now, math.inf)
+        self.now = now
 
     def set_alarm(self, seconds: float, callback: Callable[[], object]) -> None:
         """Have the selector call *callback* once *seconds* of real time have
@@ -230,7 +242,7 @@ class AutojumpSelector(selectors.BaseSelector):
             clock.ring()  # the call's real time limit: no jump past it
         elif jump:
             assert timeout is not None
-            clock.now += timeout
+            clock.advance(timeout)
         return []
 
 

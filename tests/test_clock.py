@@ -94,6 +94,10 @@ class ClockTests(BackendTests):
                     await anyio.sleep(3600)
                 self.assertEqual(anyio.current_time(), 3600)
 
+            async def test_a_year(self) -> None:
+                # in one jump: the limit's alarm is no timer of the loop's
+                await anyio.sleep(365 * 86400)
+
         self.assertEqual(problems(run_classes(self.make(Body))), [])
 
     def test_a_deadlock_fails_at_the_real_time_limit(self) -> None:
@@ -291,6 +295,23 @@ class TestClockAsyncio(ClockTests, unittest.TestCase):
                         async with asyncio.timeout(7):
                             await asyncio.sleep(10)
                     self.assertEqual(loop.time(), 57)
+
+        self.assertEqual(problems(run_classes(self.make(Body))), [])
+
+    def test_a_jump_onto_a_timer_runs_it_at_any_time(self) -> None:
+        # past 2**24 s a float can't hold time() + asyncio's clock resolution
+        class Body:
+            clock = "autojump"
+            timeout = 1
+
+            async def test_jumps(self) -> None:
+                loop = asyncio.get_running_loop()
+                current_clock().jump(10**9)
+                fired = asyncio.Event()
+                loop.call_at(loop.time() + 5, fired.set)
+                current_clock().jump(5)
+                await fired.wait()
+                await asyncio.sleep(365 * 86400)
 
         self.assertEqual(problems(run_classes(self.make(Body))), [])
 
