@@ -111,9 +111,7 @@ class Backend:
             return "uvloop is not installed (pip install anyio-unittest[uvloop])"
         return None
 
-    def open_runner(self, owner: str, opener: str = "") -> Runner:
-        """A runner for *owner* (its label); *opener*: the class it is opened
-        for, if the label doesn't name it."""
+    def open_runner(self, owner: str) -> Runner:
         threshold = self.autojump_threshold
         if self.name == "asyncio":
             from ._asyncio_driver import AsyncioRunner
@@ -121,7 +119,7 @@ class Backend:
             return AsyncioRunner(owner, autojump_threshold=threshold, **self.options)
         from ._trio_driver import TrioRunner
 
-        return TrioRunner(self.options, owner, threshold, opener)
+        return TrioRunner(self.options, owner, threshold)
 
 
 def _word(value: object) -> str:

@@ -435,12 +435,8 @@ class TrioRunner(Runner):
         options: dict[str, Any],
         owner: str,
         autojump_threshold: float | None = None,
-        opener: str = "",
     ) -> None:
         self.label = owner
-        #: who it is for, in a RunnerConflictError (a module runner's label
-        #: names only the module: the class that opened it is named too)
-        self.who = f"{owner} opened for {opener}" if opener else owner
         run: _Run | None = getattr(_local, "run", None)
         if run is not None and run.left_behind is not None:
             raise RunnerLeftBehind(
@@ -457,10 +453,10 @@ class TrioRunner(Runner):
         elif run.options != options or run.threshold != autojump_threshold:
             clocks = run.threshold is not None or autojump_threshold is not None
             raise RunnerConflictError(
-                f"{self.who} asks for a trio run with "
+                f"{owner} asks for a trio run with "
                 f"{_settings(options, autojump_threshold)}, but trio allows one "
                 f"run per thread and the one open (for "
-                f"{', '.join(view.who for view in run.views)}) has "
+                f"{', '.join(run.owners)}) has "
                 f"{_settings(run.options, run.threshold)}; give both the same "
                 f"trio options{' and clock' if clocks else ''}, or run them in "
                 f"separate processes"
