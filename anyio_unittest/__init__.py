@@ -3,12 +3,15 @@
 from ._backends import BackendName as BackendName
 from ._backends import BackendSpec as BackendSpec
 from ._case import AnyIOTestCase as AnyIOTestCase
+from ._case import Clock as Clock
 from ._case import LeakedTasks as LeakedTasks
 from ._case import LoopErrorsPolicy as LoopErrorsPolicy
 from ._case import LoopScope as LoopScope
 from ._case import addAsyncModuleCleanup as addAsyncModuleCleanup
 from ._case import enterAsyncModuleContext as enterAsyncModuleContext
 from ._case import timeout as timeout
+from ._clock import VirtualClock as VirtualClock
+from ._clock import current_clock as current_clock
 from ._exceptions import ConfigurationError as ConfigurationError
 from ._exceptions import Interrupted as Interrupted
 from ._exceptions import LeakedTaskWarning as LeakedTaskWarning
@@ -23,6 +26,7 @@ __all__ = [
     "AnyIOTestCase",
     "BackendName",
     "BackendSpec",
+    "Clock",
     "ConfigurationError",
     "Interrupted",
     "LeakedTaskWarning",
@@ -34,8 +38,10 @@ __all__ = [
     "RunnerConflictError",
     "RunnerLeftBehind",
     "ScopeCancelled",
+    "VirtualClock",
     "__version__",
     "addAsyncModuleCleanup",
+    "current_clock",
     "enterAsyncModuleContext",
     "timeout",
 ]
@@ -51,7 +57,9 @@ for _obj in (
     RunnerConflictError,
     RunnerLeftBehind,
     ScopeCancelled,
+    VirtualClock,
     addAsyncModuleCleanup,
+    current_clock,
     enterAsyncModuleContext,
     timeout,
 ):

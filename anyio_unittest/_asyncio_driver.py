@@ -38,6 +38,7 @@ from typing import Any
 import anyio
 
 from . import _sigint
+from ._clock import AsyncioClock
 from ._driver import (
     GRACE,
     OWNER,
@@ -48,7 +49,7 @@ from ._driver import (
     note_where,
 )
 from ._frames import detach, format_await_chain
-from ._loops import Timer, TimerTracing, default_loop, uvloop_loop
+from ._loops import Timer, TimerTracing, VirtualTimeLoop, default_loop, uvloop_loop
 from ._threads import Work, WorkerThreads
 
 # our frames are hidden from reported tracebacks: unittest's flag, and pytest's
@@ -311,11 +312,23 @@ class AsyncioRunner(Runner):
         debug: bool | None = None,
         use_uvloop: bool = False,
         loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+        autojump_threshold: float | None = None,
     ) -> None:
         self.label = label
-        if loop_factory is None:
-            loop_factory = uvloop_loop if use_uvloop else default_loop
-        self.loop = loop = loop_factory()
+        #: the virtual clock (clock = "autojump"), and its threshold for each test
+        self.clock: AsyncioClock | None = None
+        self._threshold = autojump_threshold or 0.0
+        loop: asyncio.AbstractEventLoop
+        if autojump_threshold is not None:
+            # the class definition refused uvloop and loop_factory with it
+            virtual = VirtualTimeLoop(autojump_threshold)
+            self.clock = virtual.virtual_clock
+            loop = virtual
+        else:
+            if loop_factory is None:
+                loop_factory = uvloop_loop if use_uvloop else default_loop
+            loop = loop_factory()
+        self.loop = loop
         if debug is not None:
             # None keeps asyncio's own default: PYTHONASYNCIODEBUG and -X dev
             loop.set_debug(debug)
@@ -371,13 +384,24 @@ class AsyncioRunner(Runner):
 
     # -- the primitives of the drive loop ---------------------------------------
 
+    def _after(
+        self, seconds: float, callback: Callable[[], object]
+    ) -> Callable[[], object]:
+        """Have the loop call *callback* after *seconds* of real time, however
+        far a virtual clock jumps meanwhile; return what cancels it."""
+        clock = self.clock
+        if clock is None:
+            return self.loop.call_later(seconds, callback).cancel
+        clock.set_alarm(seconds, callback)
+        return clock.clear_alarm
+
     def _step(self, call: Call, timeout: float | None) -> None:
         loop = self.loop
         alarm = None
-        timer = None
+        cancel = None
         if timeout is not None:
             alarm = _Alarm(loop)
-            timer = loop.call_later(timeout, alarm)
+            cancel = self._after(timeout, alarm)
         if self._wakeup is not None:
             previous = signal.set_wakeup_fd(self._wakeup[1], warn_on_full_buffer=False)
         try:
@@ -391,8 +415,8 @@ class AsyncioRunner(Runner):
         finally:
             if self._wakeup is not None:
                 signal.set_wakeup_fd(previous)
-            if timer is not None:
-                timer.cancel()
+            if cancel is not None:
+                cancel()
         if not call.finished and (alarm is None or not alarm.rang):
             self._abandon(call)
             raise RuntimeError(
@@ -432,10 +456,10 @@ class AsyncioRunner(Runner):
         loop = self.loop
         if not loop.is_closed() and not loop.is_running() and not _loop_running():
             # best effort: the error that brought us here is the one to report
-            guard = loop.call_later(GRACE, loop.stop)  # a test deaf to cancellation
+            cancel = self._after(GRACE, loop.stop)  # a test deaf to cancellation
             with contextlib.suppress(BaseException):
                 loop.run_forever()
-            guard.cancel()
+            cancel()
         task._task = None
         task._inbox = None
 
@@ -495,6 +519,9 @@ class AsyncioRunner(Runner):
         # IsolatedAsyncioTestCase; set for every test, since a test may have
         # set another one (asyncio.run() sets its own, then none)
         asyncio.set_event_loop(self.loop)
+        if self.clock is not None:
+            # a test's change of the threshold (current_clock()) ends with it
+            self.clock.autojump_threshold = self._threshold
         return AsyncioScopeTask(self, context, name)
 
     def close(self) -> None:

@@ -62,19 +62,38 @@ _CHECKS: dict[str, Callable[[], dict[str, tuple[Callable[[object], bool], str]]]
 
 
 class Backend:
-    """A validated backend: its name, its options and the id used in class names."""
+    """A validated backend: its name, its options and the id used in class names.
 
-    __slots__ = ("id", "name", "options")
+    Its clock (the class's ``clock`` and ``autojump_threshold``) is part of what
+    a runner is, as its options are, but not of its id: classes that share a
+    runner agree on both.
+    """
 
-    def __init__(self, name: str, options: Mapping[str, Any]) -> None:
+    __slots__ = ("autojump_threshold", "id", "name", "options")
+
+    def __init__(
+        self,
+        name: str,
+        options: Mapping[str, Any],
+        autojump_threshold: float | None = None,
+    ) -> None:
         self.name = name
         self.options = dict(options)
         self.id = _make_id(name, self.options)
+        #: None: the real clock; else clock = "autojump" with this threshold
+        self.autojump_threshold = autojump_threshold
+
+    def with_clock(self, autojump_threshold: float | None) -> Backend:
+        return Backend(self.name, self.options, autojump_threshold)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Backend):
             return NotImplemented
-        return self.name == other.name and self.options == other.options
+        return (
+            self.name == other.name
+            and self.options == other.options
+            and self.autojump_threshold == other.autojump_threshold
+        )
 
     def __hash__(self) -> int:
         return hash(self.name)
@@ -93,13 +112,14 @@ class Backend:
         return None
 
     def open_runner(self, owner: str) -> Runner:
+        threshold = self.autojump_threshold
         if self.name == "asyncio":
             from ._asyncio_driver import AsyncioRunner
 
-            return AsyncioRunner(owner, **self.options)
+            return AsyncioRunner(owner, autojump_threshold=threshold, **self.options)
         from ._trio_driver import TrioRunner
 
-        return TrioRunner(self.options, owner)
+        return TrioRunner(self.options, owner, threshold)
 
 
 def _word(value: object) -> str:

@@ -36,6 +36,7 @@ P = ParamSpec("P")
 LoopScope = Literal["function", "class", "module", "session"]
 LeakedTasks = Literal["fail", "warn", "cancel", "ignore"]
 LoopErrorsPolicy = Literal["fail", "warn", "log"]
+Clock = Literal["real", "autojump"]
 
 
 def timeout(seconds: float | None) -> Callable[[Callable[P, T]], Callable[P, T]]:
@@ -88,6 +89,12 @@ class AnyIOTestCase(unittest.TestCase, metaclass=AnyIOTestCaseMeta):
     #: asyncio logs it, whatever the policy (``assertLogs("asyncio")`` sees
     #: it), and a handler the test sets on the loop itself wins for that test.
     loop_errors: ClassVar[LoopErrorsPolicy] = "fail"
+    #: ``"autojump"``: virtual time, which jumps to the next timer whenever
+    #: nothing else can run (see :func:`current_clock`); time limits stay real
+    clock: ClassVar[Clock] = "real"
+    #: with ``clock = "autojump"``: seconds of real idleness (no I/O, no thread
+    #: finishing) before time jumps; 0 jumps at once
+    autojump_threshold: ClassVar[float] = 0.0
     #: the loop factory of ``IsolatedAsyncioTestCase`` (Python 3.13), for asyncio
     loop_factory: ClassVar[Callable[[], Any] | None] = None
     #: for a class with ``anyio_backends``: the generated classes, by backend id

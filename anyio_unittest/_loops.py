@@ -12,17 +12,24 @@ what the test is checked for first.
 
 A loop that a ``loop_factory`` makes, or that an event loop policy other than
 asyncio's default one makes, is used as it is: its timers are not traced.
+
+With ``clock = "autojump"`` the runner's loop is a :class:`VirtualTimeLoop`,
+whatever the policy: the same loop, keeping virtual time (see ``_clock``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
+from ._clock import AsyncioClock, AutojumpSelector
 from ._driver import OWNER
+
+T = TypeVar("T")
 
 # our frames are hidden from reported tracebacks: unittest's flag, and pytest's
 __unittest = True
@@ -72,14 +79,44 @@ class TimerTracing:
 
 
 class SelectorLoop(TimerTracing, asyncio.SelectorEventLoop):
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, selector: Any = None) -> None:
+        super().__init__(selector)
         self.timers = {}
 
     def call_at(  # type: ignore[override]
         self, when: float, callback: Callable[..., object], *args: Any, **kw: Any
     ) -> asyncio.TimerHandle:
         return self._trace(super().call_at(when, callback, *args, **kw))  # type: ignore[no-any-return]
+
+
+class VirtualTimeLoop(SelectorLoop):
+    """A loop whose time is the virtual clock's, and that jumps instead of
+    sleeping when only a timer could wake it."""
+
+    def __init__(self, autojump_threshold: float) -> None:
+        #: what current_clock() returns
+        self.virtual_clock = AsyncioClock(autojump_threshold)
+        super().__init__(AutojumpSelector(self.virtual_clock))
+        # debug mode's "Executing <Handle> took N seconds" measures time(),
+        # which stands still while a callback runs (it would report only a
+        # jump() made inside one, as if the callback had taken that long)
+        self.slow_callback_duration = math.inf
+
+    def time(self) -> float:
+        return self.virtual_clock.now
+
+    def run_in_executor(  # type: ignore[override]
+        self, executor: Any, func: Callable[..., T], *args: Any
+    ) -> asyncio.Future[T]:
+        future = super().run_in_executor(executor, func, *args)
+        clock = self.virtual_clock
+        clock.in_executor += 1
+        future.add_done_callback(lambda _: _executor_done(clock))
+        return future
+
+
+def _executor_done(clock: AsyncioClock) -> None:
+    clock.in_executor -= 1
 
 
 def uvloop_loop() -> asyncio.AbstractEventLoop:

@@ -23,6 +23,7 @@ from ._backends import (
     parse_spec,
     selected,
 )
+from ._clock import clock_conflict, clock_setting
 from ._exceptions import ConfigurationError, FirstInterrupt
 from ._guards import GUARDS, TIME_LIMITS, policy, under_debugger
 from ._report import report_wanted
@@ -385,6 +386,7 @@ def configure(cls: type, root: type, namespace: dict[str, Any]) -> None:
     loop_factory = getattr(cls, "loop_factory", None)
     if loop_factory is not None and not callable(loop_factory):
         raise _fail(cls, f"loop_factory = {loop_factory!r} must be a callable or None")
+    threshold = clock_setting(cls, f"{cls.__module__}.{cls.__qualname__}")
 
     inherited = cls.__dict__.get(CONFIG_ATTR) or getattr(cls, CONFIG_ATTR, None)
     config = ClassConfig(
@@ -428,6 +430,14 @@ def configure(cls: type, root: type, namespace: dict[str, Any]) -> None:
                 f"both run; set loop_scope = 'class', or keep one of them per "
                 f"run with {BACKENDS_ENV}",
             )
+        if threshold is not None:
+            for backend in backends:
+                options = backend.options
+                if backend.name == "asyncio" and loop_factory is not None:
+                    options = {**options, "loop_factory": loop_factory}
+                conflict = clock_conflict(backend.name, options)
+                if conflict is not None:
+                    raise _fail(cls, f"backend {backend.id}: {conflict}")
         config.parametrised = True
         cls.__test__ = False  # type: ignore[attr-defined]  # pytest: collect the generated classes
         _set_skip(config, inherited, None)
@@ -459,6 +469,11 @@ def configure(cls: type, root: type, namespace: dict[str, Any]) -> None:
                 (backend.name, {**backend.options, "loop_factory": loop_factory}),
                 f"{cls.__qualname__}.loop_factory",
             )
+    if threshold is not None:
+        conflict = clock_conflict(backend.name, backend.options)
+        if conflict is not None:
+            raise _fail(cls, f"backend {backend.id}: {conflict}")
+        backend = backend.with_clock(threshold)
     config.backend = backend
     _install_module_hook(cls, config)
     reason = backend.unavailable_reason()

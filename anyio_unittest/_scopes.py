@@ -42,6 +42,7 @@ from ._exceptions import (
     FirstInterrupt,
     LoopErrors,
     LoopErrorWarning,
+    RunnerConflictError,
     ScopeCancelled,
 )
 from ._guards import TIME_LIMITS
@@ -172,6 +173,8 @@ class ModuleScope(Scope):
         self.cleanups: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]]
         self.cleanups = []
         self.set_up = False
+        #: the class (or module hook: "") it was opened for, for messages
+        self.opener = ""
         #: the class_timeout of the class that opened it, for each module step
         self.limit: float | None = None
         self.setup_error: BaseException | None = None
@@ -288,9 +291,11 @@ class Registry:
             label = f"{module} on the session runner ({backend.id})"
         else:
             label = f"module runner of {module} ({backend.id})"
-            runner, owns = open_runner(backend, label, "module", module), True
+            runner = self._open_module_runner(backend, label, opener, module)
+            owns = True
             context = contextvars.copy_context()
         scope = ModuleScope(module, backend, label, runner, owns, context)
+        scope.opener = opener
         scope.limit = limit
         scope.loop_errors = loop_errors
         context.run(current_module_scope.set, scope)
@@ -307,6 +312,23 @@ class Registry:
                 raise
         scope.set_up = True
         return scope
+
+    def _open_module_runner(
+        self, backend: Backend, label: str, opener: str, module: str
+    ) -> Runner:
+        try:
+            return open_runner(backend, label, "module", module)
+        except RunnerConflictError as exc:
+            # a module runner's label names only its module: name the classes
+            users = [
+                scope.opener
+                for scope in self.modules.values()
+                if scope.owns_runner and scope.backend.name == backend.name
+            ]
+            raise RunnerConflictError(
+                f"{exc} (asked for by {opener or 'a module hook'}; the open run "
+                f"was opened for {', '.join(filter(None, users)) or 'a module hook'})"
+            ) from None
 
     def end_module(self, module: str) -> None:
         """End every module scope of *module*; raise the first error."""

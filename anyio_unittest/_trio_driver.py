@@ -41,6 +41,7 @@ from typing import Any
 
 import outcome
 import trio
+import trio.testing
 
 from . import _sigint
 from ._driver import (
@@ -83,8 +84,14 @@ class _Spawns(trio.abc.Instrument):
 
 
 class _Run:
-    def __init__(self, options: dict[str, Any]) -> None:
+    def __init__(self, options: dict[str, Any], threshold: float | None) -> None:
         self.options = options
+        #: clock = "autojump": the MockClock's threshold for each test (None: real)
+        self.threshold = threshold
+        self.clock: trio.testing.MockClock | None = None
+        if threshold is not None:
+            self.clock = trio.testing.MockClock(autojump_threshold=threshold)
+            options = {**options, "clock": self.clock}
         self.owners: list[str] = []
         self.views: list[TrioRunner] = []
         self.queue: queue.SimpleQueue[Callable[[], object]] = queue.SimpleQueue()
@@ -347,6 +354,11 @@ class TrioScopeTask(ScopeTask):
         me = self._trio_task = trio.lowlevel.current_task()
         run.scope_tasks.add(me)
         mismatch = self.runner.library_mismatch()
+        clock = run.clock
+        if clock is not None and clock.autojump_threshold != run.threshold:
+            # a test's change (current_clock()) ends with it; set from inside
+            # the run, where MockClock tells the run of it
+            clock.autojump_threshold = run.threshold  # type: ignore[assignment]
         with trio.CancelScope() as scope:
             self._scope = scope
             while call is not None:
@@ -415,6 +427,15 @@ class TrioScopeTask(ScopeTask):
 _local = threading.local()
 
 
+def _settings(options: dict[str, Any], threshold: float | None) -> str:
+    if threshold is None:
+        return f"options {options!r}"
+    return (
+        f"options {options!r} and clock = 'autojump' "
+        f"(autojump_threshold = {threshold:g})"
+    )
+
+
 class TrioRunner(Runner):
     """One owner's view of the trio run open on this thread."""
 
@@ -423,7 +444,12 @@ class TrioRunner(Runner):
     can_cancel_tasks = False
     cancelled_exc_class: type[BaseException] = trio.Cancelled
 
-    def __init__(self, options: dict[str, Any], owner: str) -> None:
+    def __init__(
+        self,
+        options: dict[str, Any],
+        owner: str,
+        autojump_threshold: float | None = None,
+    ) -> None:
         self.label = owner
         run: _Run | None = getattr(_local, "run", None)
         if run is not None and run.left_behind is not None:
@@ -437,13 +463,17 @@ class TrioRunner(Runner):
         if run is not None and not run.alive:
             run = None
         if run is None:
-            run = _local.run = _Run(options)
-        elif run.options != options:
+            run = _local.run = _Run(options, autojump_threshold)
+        elif run.options != options or run.threshold != autojump_threshold:
+            clocks = run.threshold is not None or autojump_threshold is not None
             raise RunnerConflictError(
-                f"{owner} asks for a trio run with options {options!r}, but trio "
-                f"allows one run per thread and the one open (for "
-                f"{', '.join(run.owners)}) has options {run.options!r}; give both "
-                f"the same trio options, or run them in separate processes"
+                f"{owner} asks for a trio run with "
+                f"{_settings(options, autojump_threshold)}, but trio allows one "
+                f"run per thread and the one open (for "
+                f"{', '.join(run.owners)}) has "
+                f"{_settings(run.options, run.threshold)}; give both the same "
+                f"trio options{' and clock' if clocks else ''}, or run them in "
+                f"separate processes"
             )
         run.owners.append(owner)
         run.views.append(self)
