@@ -84,7 +84,7 @@ class AsyncioScopeTask(ScopeTask):
     def cancel_tasks(self, tasks: list[Any]) -> list[Any]:
         if not tasks:
             return []
-        stuck: list[Any] = self.call(_cancel_and_wait, tasks)
+        stuck: list[Any] = self.call(_cancel_and_wait, self.runner, tasks)
         if stuck:
             self.runner.leave_behind(
                 f"{len(stuck)} task(s) that {self.name} left ignored their cancellation"
@@ -228,14 +228,33 @@ def _renew(scope: anyio.CancelScope, new: Any) -> anyio.CancelScope:
     return new().__enter__()  # type: ignore[no-any-return]
 
 
-async def _cancel_and_wait(tasks: list[asyncio.Task[Any]]) -> list[asyncio.Task[Any]]:
-    """Cancel *tasks*, wait up to GRACE for them; return those still pending.
-    What one raised instead of ending cancelled goes to the loop's exception
-    handler, as ``asyncio.Runner`` reports it (so ``loop_errors`` decides)."""
+async def _cancel_and_wait(
+    runner: AsyncioRunner, tasks: list[asyncio.Task[Any]]
+) -> list[asyncio.Task[Any]]:
+    """Cancel *tasks*, wait up to GRACE real seconds for them (however far a
+    virtual clock jumps, and even if one keeps the loop busy so that it never
+    jumps); return those still pending. What one raised instead of ending
+    cancelled goes to the loop's exception handler, as ``asyncio.Runner``
+    reports it (so ``loop_errors`` decides)."""
     for task in tasks:
         task.cancel()
-    done, pending = await asyncio.wait(tasks, timeout=GRACE)
-    _report_raised(asyncio.get_running_loop(), done)
+    expired = runner.loop.create_future()
+
+    def expire() -> None:
+        if not expired.done():
+            expired.set_result(None)
+
+    cancel = runner._after(GRACE, expire)
+    pending: set[Any] = set(tasks)
+    try:
+        while pending and not expired.done():
+            _, pending = await asyncio.wait(
+                [*pending, expired], return_when=asyncio.FIRST_COMPLETED
+            )
+            pending.discard(expired)
+    finally:
+        cancel()
+    _report_raised(runner.loop, [task for task in tasks if task not in pending])
     return [task for task in tasks if task in pending]
 
 
@@ -402,9 +421,10 @@ class AsyncioRunner(Runner):
         if timeout is not None:
             alarm = _Alarm(loop)
             cancel = self._after(timeout, alarm)
-        if self._wakeup is not None:
-            previous = signal.set_wakeup_fd(self._wakeup[1], warn_on_full_buffer=False)
+        wakeup = None
         try:
+            if self._wakeup is not None:
+                wakeup = _claim_wakeup(self._wakeup[1])
             loop.run_forever()
         except BaseException:
             # the loop itself failed (stopped or closed from the test, Ctrl-C in its
@@ -413,8 +433,8 @@ class AsyncioRunner(Runner):
                 self._abandon(call)
             raise
         finally:
-            if self._wakeup is not None:
-                signal.set_wakeup_fd(previous)
+            if wakeup is not None:
+                _release_wakeup(wakeup)
             if cancel is not None:
                 cancel()
         if not call.finished and (alarm is None or not alarm.rang):
@@ -537,7 +557,7 @@ class AsyncioRunner(Runner):
                 for task in asyncio.all_tasks(loop):
                     task.cancel()
             else:
-                stuck = loop.run_until_complete(_end_everything(loop))
+                stuck = loop.run_until_complete(_end_everything(self))
         finally:
             self.threads.shutdown(wait=True)
             if stuck:
@@ -555,6 +575,25 @@ class AsyncioRunner(Runner):
                 f"ended {GRACE:g} s after their cancellation, so the loop is left "
                 f"behind, not closed:\n{names}"
             )
+
+
+def _claim_wakeup(fd: int) -> int | None:
+    """Make *fd* the wakeup fd for a call, unless one is set: the loop's own
+    (for signal handlers a test added) or a trio run's wakes what it must.
+    Return *fd* if it was set."""
+    previous = signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
+    if previous == -1:
+        return fd
+    signal.set_wakeup_fd(previous, warn_on_full_buffer=False)
+    return None
+
+
+def _release_wakeup(fd: int) -> None:
+    """After the call: unset *fd*, unless the call set another one (a signal
+    handler the test added in it), which stays."""
+    current = signal.set_wakeup_fd(-1)
+    if current != fd:
+        signal.set_wakeup_fd(current, warn_on_full_buffer=False)
 
 
 def _cancel_in_loop(call: Call) -> None:
@@ -582,19 +621,17 @@ def format_loop_error(context: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-async def _end_everything(loop: asyncio.AbstractEventLoop) -> list[asyncio.Task[Any]]:
+async def _end_everything(runner: AsyncioRunner) -> list[asyncio.Task[Any]]:
     """Cancel every other task and wait up to GRACE for them, then finalise the
     async generators (in one run of the loop: each run costs a function-scoped
     test); return the tasks that did not end."""
+    loop = runner.loop
     me = asyncio.current_task()
     tasks = [task for task in asyncio.all_tasks(loop) if task is not me]
     if tasks:
-        for task in tasks:
-            task.cancel()
-        done, pending = await asyncio.wait(tasks, timeout=GRACE)
-        _report_raised(loop, done)
-        if pending:
-            return list(pending)
+        stuck = await _cancel_and_wait(runner, tasks)
+        if stuck:
+            return stuck
     with anyio.move_on_after(GRACE):
         await loop.shutdown_asyncgens()
     return []

@@ -236,14 +236,13 @@ class AutojumpSelector(selectors.BaseSelector):
             if wait is None or left < wait:
                 wait = left
         events = self._inner.select(wait)
-        if events:
-            return events
         if alarm is not None and time.monotonic() >= alarm:
-            clock.ring()  # the call's real time limit: no jump past it
-        elif jump:
+            # the call's real time limit (also when I/O stays ready): no jump
+            clock.ring()
+        elif jump and not events:
             assert timeout is not None
             clock.advance(timeout)
-        return []
+        return events
 
 
 def current_clock() -> VirtualClock:

@@ -57,6 +57,15 @@ class TimerTracing:
             timers = self.timers.get(owner)
             if timers is None:
                 timers = self.timers[owner] = []
+            elif len(timers) >= _PRUNE_AT:
+                # an owner that lives long (a class's task) keeps scheduling:
+                # forget the timers that fired or were cancelled
+                now = self.time()  # type: ignore[attr-defined]
+                timers[:] = [
+                    t
+                    for t in timers
+                    if not t.handle.cancelled() and t.handle.when() > now
+                ]
             timers.append(Timer(handle, _scheduled_at()))
         return handle
 
@@ -158,14 +167,25 @@ def default_loop() -> asyncio.AbstractEventLoop:
 _HERE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
+#: an owner's list of timers is pruned when it reaches this length
+_PRUNE_AT = 64
+#: the directories of the libraries whose frames are skipped, by the modules
+#: of them imported when they were looked up
+_LIBRARY_DIRS: dict[tuple[bool, ...], tuple[str, ...]] = {}
+_LIBRARIES = ("asyncio", "anyio", "uvloop")
+
+
 def _library_dirs() -> tuple[str, ...]:
-    dirs = [_HERE]
-    for name in ("asyncio", "anyio", "uvloop"):
-        module = sys.modules.get(name)
-        file = getattr(module, "__file__", None)
-        if file:
-            dirs.append(os.path.dirname(os.path.abspath(file)) + os.sep)
-    return tuple(dirs)
+    key = tuple(name in sys.modules for name in _LIBRARIES)
+    dirs = _LIBRARY_DIRS.get(key)
+    if dirs is None:
+        found = [_HERE]
+        for name in _LIBRARIES:
+            file = getattr(sys.modules.get(name), "__file__", None)
+            if file:
+                found.append(os.path.dirname(os.path.abspath(file)) + os.sep)
+        dirs = _LIBRARY_DIRS[key] = tuple(found)
+    return dirs
 
 
 def _scheduled_at() -> str:

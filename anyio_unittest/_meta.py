@@ -165,7 +165,7 @@ class ClassConfig:
                 )
 
 
-#: marks the setUpModule the package puts in a test module
+#: marks the setUpModule the package puts in a test module (its module's name)
 MODULE_HOOK_ATTR = "_anyio_unittest_module_hook"
 
 
@@ -184,17 +184,20 @@ def _install_module_hook(cls: type, config: ClassConfig) -> None:
     module = sys.modules.get(cls.__module__)
     if module is None:
         return
-    existing = module.__dict__.get("setUpModule")
-    if getattr(existing, MODULE_HOOK_ATTR, False):
-        return
     name = module.__name__
+    existing = module.__dict__.get("setUpModule")
+    hook_of = getattr(existing, MODULE_HOOK_ATTR, None)
+    if hook_of == name:
+        return
+    if hook_of is not None:
+        existing = None  # another module's, brought in by a star import
 
     def setUpModule() -> None:
         if existing is not None:
             existing()
         _set_up_module(name)
 
-    setattr(setUpModule, MODULE_HOOK_ATTR, True)
+    setattr(setUpModule, MODULE_HOOK_ATTR, name)
     module.setUpModule = setUpModule  # type: ignore[attr-defined]
 
 

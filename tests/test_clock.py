@@ -11,6 +11,8 @@ pytest.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import re
 import time
 import unittest
@@ -297,6 +299,49 @@ class TestClockAsyncio(ClockTests, unittest.TestCase):
                     self.assertEqual(loop.time(), 57)
 
         self.assertEqual(problems(run_classes(self.make(Body))), [])
+
+    def test_the_real_time_limit_fires_while_io_stays_ready(self) -> None:
+        class Body:
+            clock = "autojump"
+            timeout = 0.3
+
+            async def test_io_always_ready(self) -> None:
+                loop = asyncio.get_running_loop()
+                reader, writer = os.pipe()
+                os.write(writer, b"x")  # never drained: always readable
+                loop.add_reader(reader, lambda: None)
+                self.addCleanup(os.close, reader)  # type: ignore[attr-defined]
+                self.addCleanup(os.close, writer)  # type: ignore[attr-defined]
+                self.addCleanup(loop.remove_reader, reader)  # type: ignore[attr-defined]
+                loop.call_later(3600, lambda: None)  # so the loop has a timeout
+                await asyncio.Event().wait()
+
+        started = time.monotonic()
+        found = outcomes_by_test(run_classes(self.make(Body)))
+        self.assertLess(time.monotonic() - started, 2.5)
+        text = found["test_io_always_ready"]
+        self.assertIn("exceeded the limit of 0.3 seconds", text)
+
+    def test_a_leftover_deaf_to_cancellation_is_given_up_in_real_time(self) -> None:
+        # a task that keeps the loop busy never lets the clock jump: the grace
+        # period its cancellation gets must be real seconds, or it never ends
+        async def deaf() -> None:
+            while True:  # deaf to its cancellation
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.sleep(0)
+
+        class Body:
+            clock = "autojump"
+            leaked_tasks = "cancel"
+
+            async def test_leaves_it(self) -> None:
+                asyncio.get_running_loop().create_task(deaf())
+                await asyncio.sleep(0)
+
+        started = time.monotonic()
+        found = outcomes_by_test(run_classes(self.make(Body, loop_scope="class")))
+        self.assertLess(time.monotonic() - started, 5)
+        self.assertIn("had not ended 1 s after", found["test_leaves_it"])
 
     def test_a_jump_onto_a_timer_runs_it_at_any_time(self) -> None:
         # past 2**24 s a float can't hold time() + asyncio's clock resolution

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
+import signal
 import unittest
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +23,14 @@ import trio
 from anyio_unittest import AnyIOTestCase, ConfigurationError
 from anyio_unittest._backends import Backend
 
-from ._support import BackendTests, current_loop, last_lines, run_cases
+from ._support import (
+    BackendTests,
+    current_loop,
+    last_lines,
+    problems,
+    run_cases,
+    run_classes,
+)
 
 var = contextvars.ContextVar("var", default="-")
 
@@ -660,3 +669,34 @@ class TestConfigurationErrors(unittest.TestCase):
             type("Typo", (AnyIOTestCase,), {"loop_scope": "modul"})
         for needle in ("Typo", "loop_scope", "'modul'", "'module'"):
             self.assertIn(needle, str(cm.exception))
+
+
+class TestSignalHandlersOnASharedLoop(BackendTests, unittest.TestCase):
+    """A signal handler a class hook adds to its asyncio loop still fires in
+    the class's tests: the wakeup fd the package sets while it drives a call
+    (so that Ctrl-C wakes the loop) never replaces the loop's own."""
+
+    backend = "asyncio"
+
+    def test_a_handler_added_in_async_set_up_class(self) -> None:
+        class Body:
+            loop_scope = "class"
+
+            @classmethod
+            async def asyncSetUpClass(cls) -> None:
+                cls.got = asyncio.Event()
+                asyncio.get_running_loop().add_signal_handler(
+                    signal.SIGUSR1, cls.got.set
+                )
+
+            @classmethod
+            async def asyncTearDownClass(cls) -> None:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGUSR1)
+
+            async def test_signal(self) -> None:
+                os.kill(os.getpid(), signal.SIGUSR1)
+                await asyncio.wait_for(self.got.wait(), 2)  # type: ignore[attr-defined]
+
+        result = run_classes(self.make(Body))
+        self.assertEqual(problems(result), [])
+        self.assertEqual(result.testsRun, 1)

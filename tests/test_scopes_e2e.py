@@ -678,3 +678,41 @@ class TestNestedRun(unittest.TestCase):
                     self.assertEqual(outcome.counts, {"ran": 4}, outcome.output)
                     # the module still ends, once, after its last class
                     self.assertEqual(outcome.output.count("MODULE TEARDOWN"), 1)
+
+
+class TestModuleSetUpThroughAStarImport(unittest.TestCase):
+    """A module that star-imports another's module-scoped base class gets that
+    module's setUpModule with it: it is replaced by one for this module."""
+
+    def test_a_failing_async_set_up_module_is_this_module_s_error(self) -> None:
+        folder = write_suite(
+            {
+                "helpers_base.py": """
+                    from anyio_unittest import AnyIOTestCase
+
+
+                    class SharedBase(AnyIOTestCase):
+                        loop_scope = "module"
+                """,
+                "test_star.py": """
+                    from helpers_base import *
+
+                    from anyio_unittest import AnyIOTestCase
+
+
+                    async def asyncSetUpModule():
+                        raise RuntimeError("module set-up failed")
+
+
+                    class A(AnyIOTestCase):
+                        loop_scope = "module"
+
+                        async def test_a(self):
+                            pass
+                """,
+            }
+        )
+        outcome = run_unittest(folder, "test_star")
+        self.assertIn("ERROR: setUpModule (test_star)", outcome.output, outcome)
+        self.assertEqual(outcome.count("errors"), 1, outcome)
+        self.assertEqual(outcome.count("ran"), 0, outcome)
