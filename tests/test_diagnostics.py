@@ -6,21 +6,21 @@ prints a report of the runners at the end of the run.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import unittest
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any, ClassVar, cast
 from unittest import mock
 
 import anyio
-import trio
 
 from anyio_unittest import AnyIOTestCase, ConfigurationError
 
 from ._support import (
     ROOT,
     BackendTests,
+    Outcome,
     problems,
     run_classes,
     run_pytest,
@@ -130,46 +130,19 @@ class TestTimeOutsTrio(TimeOutTests, unittest.TestCase):
 # -- objects of another runner ------------------------------------------------------
 
 
-class CrossLoopTests(BackendTests):
-    """An object bound to class A's runner in its asyncSetUpClass, used by
-    class B."""
+CROSS_LOOP = {
+    "test_cross_asyncio.py": """
+        import asyncio
+        import os
 
-    def classes(self, loop_scope: str) -> tuple[type, type]:
-        raise NotImplementedError
-
-    def test_the_error_names_both_runners_and_the_fix(self) -> None:
-        first, second = self.classes("class")
-        result = run_classes(first, second)
-        [problem] = problems(result)
-        self.assertEqual(problem.name, "test_uses_it")
-        text = problem.text
-        self.assertIn(
-            f"this code ran on the class runner of {second.__module__}."
-            f"{second.__qualname__} ({self.backend}, loop_scope = 'class')",
-            text,
-        )
-        self.assertIn(
-            f"the class runner of {first.__module__}.{first.__qualname__} "
-            f"({self.backend}, loop_scope = 'class', already closed)",
-            text,
-        )
-        self.assertIn("loop_scope = 'module' or 'session'", text)
-
-    def test_sharing_the_runner_fixes_it(self) -> None:
-        result = run_classes(*self.classes("module"))
-        self.assertEqual(problems(result), [])
-        self.assertEqual(result.testsRun, 2)
+        from anyio_unittest import AnyIOTestCase
 
 
-class TestCrossLoopAsyncio(CrossLoopTests, unittest.TestCase):
-    backend = "asyncio"
-
-    def classes(self, loop_scope: str) -> tuple[type, type]:
-        class Maker:
-            lock: ClassVar[asyncio.Lock]
+        class A_Maker(AnyIOTestCase):
+            loop_scope = os.environ["SCOPE"]
 
             @classmethod
-            async def asyncSetUpClass(cls) -> None:
+            async def asyncSetUpClass(cls):
                 # a lock binds itself to a loop the first time it must wait
                 cls.lock = asyncio.Lock()
                 await cls.lock.acquire()
@@ -179,46 +152,101 @@ class TestCrossLoopAsyncio(CrossLoopTests, unittest.TestCase):
                 await waiter
                 cls.lock.release()
 
-            async def test_makes_it(self) -> None:
+            async def test_makes_it(self):
                 pass
 
-        first = self.make(Maker, loop_scope=loop_scope)
 
-        class User:
-            async def test_uses_it(self) -> None:
-                async with first.lock:  # type: ignore[attr-defined]
-                    waiter = asyncio.ensure_future(first.lock.acquire())  # type: ignore[attr-defined]
+        class B_User(AnyIOTestCase):
+            loop_scope = os.environ["SCOPE"]
+
+            async def test_uses_it(self):
+                lock = A_Maker.lock
+                async with lock:
+                    waiter = asyncio.ensure_future(lock.acquire())
                     await asyncio.sleep(0)
                 await waiter
-                first.lock.release()  # type: ignore[attr-defined]
+                lock.release()
+    """,
+    "test_cross_trio.py": """
+        import os
 
-        return first, self.make(User, loop_scope=loop_scope)
+        import trio
+
+        from anyio_unittest import AnyIOTestCase
+
+
+        class A_Maker(AnyIOTestCase):
+            anyio_backend = "trio"
+            loop_scope = os.environ["SCOPE"]
+
+            @classmethod
+            async def asyncSetUpClass(cls):
+                cls.token = trio.lowlevel.current_trio_token()
+
+            async def test_makes_it(self):
+                pass
+
+
+        class B_User(AnyIOTestCase):
+            anyio_backend = "trio"
+            loop_scope = os.environ["SCOPE"]
+
+            async def test_uses_it(self):
+                A_Maker.token.run_sync_soon(lambda: None)
+    """,
+}
+
+
+class CrossLoopTests:
+    """An object bound to class A's runner in its asyncSetUpClass, used by
+    class B (asyncio: a lock; trio's objects are bound to no run, but a run's
+    token is: using that of an ended run raises ``trio.RunFinishedError``).
+    In a process of its own: a runner that another test left open on this
+    thread (a trio session runner, under pytest) would be shared."""
+
+    backend: str
+    folder: Path
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.folder = write_suite(CROSS_LOOP)
+
+    def run_it(self, scope: str) -> Outcome:
+        return run_unittest(
+            self.folder, f"test_cross_{self.backend}", env={"SCOPE": scope}
+        )
+
+    def test_the_error_names_both_runners_and_the_fix(self) -> None:
+        outcome = self.run_it("class")
+        tc = cast(unittest.TestCase, self)
+        tc.assertEqual(outcome.count("errors"), 1, outcome)
+        module = f"test_cross_{self.backend}"
+        text = " ".join(outcome.output.split())
+        tc.assertIn(
+            f"this code ran on the class runner of {module}.B_User "
+            f"({self.backend}, loop_scope = 'class')",
+            text,
+        )
+        tc.assertIn(
+            f"the class runner of {module}.A_Maker "
+            f"({self.backend}, loop_scope = 'class', already closed)",
+            text,
+        )
+        tc.assertIn("loop_scope = 'module' or 'session'", text)
+
+    def test_sharing_the_runner_fixes_it(self) -> None:
+        outcome = self.run_it("module")
+        tc = cast(unittest.TestCase, self)
+        tc.assertEqual(outcome.returncode, 0, outcome)
+        tc.assertEqual(outcome.count("ran"), 2, outcome)
+
+
+class TestCrossLoopAsyncio(CrossLoopTests, unittest.TestCase):
+    backend = "asyncio"
 
 
 class TestCrossLoopTrio(CrossLoopTests, unittest.TestCase):
-    """trio's objects are bound to no run, but a run's token is: using that of
-    an ended run raises ``trio.RunFinishedError``."""
-
     backend = "trio"
-
-    def classes(self, loop_scope: str) -> tuple[type, type]:
-        class Maker:
-            token: ClassVar[trio.lowlevel.TrioToken]
-
-            @classmethod
-            async def asyncSetUpClass(cls) -> None:
-                cls.token = trio.lowlevel.current_trio_token()
-
-            async def test_makes_it(self) -> None:
-                pass
-
-        first = self.make(Maker, loop_scope=loop_scope)
-
-        class User:
-            async def test_uses_it(self) -> None:
-                first.token.run_sync_soon(lambda: None)  # type: ignore[attr-defined]
-
-        return first, self.make(User, loop_scope=loop_scope)
 
 
 # -- the runner report --------------------------------------------------------------
