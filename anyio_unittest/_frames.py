@@ -101,6 +101,12 @@ def hide_own_frames(error: BaseException) -> None:
     user's, e.g. under ``await self.enterAsyncContext(...)``. Tracebacks made only
     of our frames are left alone: then the error is ours and they are the story.
     """
+    for exc in related_exceptions(error):
+        exc.__traceback__ = _without_own_frames(exc.__traceback__)
+
+
+def related_exceptions(error: BaseException) -> Iterator[BaseException]:
+    """*error*, the exceptions chained to it and those grouped in it, each once."""
     seen: set[int] = set()
     stack = [error]
     while stack:
@@ -108,7 +114,7 @@ def hide_own_frames(error: BaseException) -> None:
         if id(exc) in seen:
             continue
         seen.add(id(exc))
-        exc.__traceback__ = _without_own_frames(exc.__traceback__)
+        yield exc
         stack.extend(e for e in (exc.__cause__, exc.__context__) if e is not None)
         stack.extend(getattr(exc, "exceptions", ()))
 

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ._exceptions import ConfigurationError
+from ._frames import related_exceptions
 
 if TYPE_CHECKING:
     from ._backends import Backend
@@ -297,21 +298,13 @@ def explain_cross_loop(error: BaseException, record: Record | None) -> None:
 
 def _cross_loop_error(error: BaseException) -> tuple[BaseException, str] | None:
     trio = sys.modules.get("trio")
-    seen: set[int] = set()
-    stack = [error]
-    while stack:
-        exc = stack.pop()
-        if id(exc) in seen:
-            continue
-        seen.add(id(exc))
+    for exc in related_exceptions(error):
         if type(exc) is RuntimeError and any(
             message in str(exc) for message in _ASYNCIO_MESSAGES
         ):
             return exc, "asyncio"
         if trio is not None and isinstance(exc, trio.RunFinishedError):
             return exc, "trio"
-        stack.extend(e for e in (exc.__cause__, exc.__context__) if e is not None)
-        stack.extend(getattr(exc, "exceptions", ()))
     return None
 
 
