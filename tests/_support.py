@@ -12,8 +12,10 @@ mixin of sync tests that build ``AnyIOTestCase`` classes on one backend.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,9 +49,50 @@ class Outcome:
         return self.counts.get(kind, 0)
 
 
+_scratch_root: Path | None = None
+
+
+def _remove_scratch(root: Path, owner: int) -> None:
+    if os.getpid() == owner:  # not in a forked child that runs atexit handlers
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def scratch_folder(prefix: str = "suite_") -> Path:
+    """A new folder under this process's scratch folder, which is removed when
+    the process exits (so that no test has to remember to)."""
+    global _scratch_root
+    if _scratch_root is None:
+        _scratch_root = Path(tempfile.mkdtemp(prefix="anyio_unittest_"))
+        atexit.register(_remove_scratch, _scratch_root, os.getpid())
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=_scratch_root))
+
+
+def entry_point_folder() -> Path:
+    """A dist-info exposing the package's pytest11 entry point, as installing it
+    would (the checkout is only on PYTHONPATH in these runs)."""
+    text = (ROOT / "pyproject.toml").read_text()
+    section = re.search(
+        r"^\[project\.entry-points\.pytest11\]\n(.*?)(?:^\[|\Z)",
+        text,
+        re.MULTILINE | re.DOTALL,
+    )
+    assert section, "pyproject.toml declares no pytest11 entry point"
+    folder = scratch_folder("entry_point_")
+    info = folder / "anyio_unittest_e2e-0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: anyio-unittest-e2e\nVersion: 0\n"
+    )
+    entries = [
+        line.replace('"', "") for line in section.group(1).splitlines() if "=" in line
+    ]
+    (info / "entry_points.txt").write_text("[pytest11]\n" + "\n".join(entries) + "\n")
+    return folder
+
+
 def write_suite(files: dict[str, str]) -> Path:
-    """Write *files* (name -> source, dedented) into a new temporary folder."""
-    folder = Path(tempfile.mkdtemp(prefix="anyio_unittest_"))
+    """Write *files* (name -> source, dedented) into a new scratch folder."""
+    folder = scratch_folder()
     for name, source in files.items():
         path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)

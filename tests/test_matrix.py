@@ -66,13 +66,10 @@ never ran; the pytest plugin also closed the runners at the session's end
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import unittest
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from tests._matrix import (
@@ -99,6 +96,7 @@ from tests._matrix import (
     stops,
     twin_holder,
 )
+from tests._support import scratch_folder
 
 #: cells that stop the run, also run as real ``python -m`` processes
 REAL_SAMPLES = [
@@ -118,8 +116,7 @@ class FaultMatrix(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls) -> None:
-        root = Path(tempfile.mkdtemp(prefix="anyio_unittest_matrix_"))
-        cls.addClassCleanup(shutil.rmtree, root, True)
+        root = scratch_folder("matrix_")
         cls.matrices = {b: BackendMatrix(b, root, "asyncio") for b in BACKENDS}
         everything = [c for m in cls.matrices.values() for c in m.cells]
         jobs: list[tuple[float, Callable[[], None]]] = []

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
 import unittest
 from pathlib import Path
 from typing import Any, ClassVar
@@ -119,7 +118,6 @@ class AiosqliteParityTests(unittest.TestCase):
     @classmethod
     def setUpClass(cls) -> None:
         cls.folder = write_suite({"runner.py": RUNNER})
-        cls.addClassCleanup(shutil.rmtree, cls.folder, ignore_errors=True)
         cls.stdlib = cls.run_suite("stdlib")
 
     @classmethod

@@ -36,8 +36,6 @@ import ast
 import json
 import os
 import re
-import shutil
-import tempfile
 import unittest
 from collections import Counter
 from collections.abc import Callable
@@ -49,6 +47,7 @@ from tests._support import (
     ROOT,
     SKIPPED_TESTS_COUNT_AS_RUN,
     Outcome,
+    entry_point_folder,
     run,
     unittest_id,
     write_suite,
@@ -307,29 +306,6 @@ PACKAGE_FRAME = re.compile(
 # running and reading
 
 
-def _entry_point_dir() -> Path:
-    """A dist-info exposing the package's pytest11 entry point, as installing it
-    would (the checkout is only on PYTHONPATH here; a duplicate is harmless)."""
-    text = (ROOT / "pyproject.toml").read_text()
-    section = re.search(
-        r"^\[project\.entry-points\.pytest11\]\n(.*?)(?:^\[|\Z)",
-        text,
-        re.MULTILINE | re.DOTALL,
-    )
-    assert section, "pyproject.toml declares no pytest11 entry point"
-    folder = Path(tempfile.mkdtemp(prefix="anyio_unittest_ep_"))
-    info = folder / "anyio_unittest_e2e-0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: anyio-unittest-e2e\nVersion: 0\n"
-    )
-    entries = [
-        line.replace('"', "") for line in section.group(1).splitlines() if "=" in line
-    ]
-    (info / "entry_points.txt").write_text("[pytest11]\n" + "\n".join(entries) + "\n")
-    return folder
-
-
 def _unittest_counts(output: str) -> dict[str, int]:
     counts: dict[str, int] = {}
     ran = re.search(r"^Ran (\d+) tests?", output, re.MULTILINE)
@@ -367,24 +343,19 @@ class Run:
 
 class Workspace:
     def __init__(self) -> None:
-        self.folders: list[Path] = []
         self.env = {
             "PYTHONDEVMODE": "1",
             "PYTHONPATH": os.pathsep.join(
                 [
                     str(ROOT),
-                    str(self.keep(_entry_point_dir())),
+                    str(entry_point_folder()),
                     *filter(None, [os.environ.get("PYTHONPATH")]),
                 ]
             ),
         }
 
-    def keep(self, folder: Path) -> Path:
-        self.folders.append(folder)
-        return folder
-
     def suite(self) -> Path:
-        return self.keep(write_suite(SUITE))
+        return write_suite(SUITE)
 
     def run(
         self, folder: Path, args: list[str], env: dict[str, str] | None = None
@@ -400,10 +371,6 @@ class Workspace:
     def runner(self, *args: str, env: dict[str, str] | None = None) -> Run:
         folder = self.suite()
         return self.result(folder, self.run(folder, list(args), env))
-
-    def cleanup(self) -> None:
-        for folder in self.folders:
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 #: plugins installed here that the runs don't need: pytest-asyncio (it has a run
@@ -576,7 +543,6 @@ class TestRunners(unittest.TestCase):
     @classmethod
     def setUpClass(cls) -> None:
         cls.ws = ws = Workspace()
-        cls.addClassCleanup(ws.cleanup)
         cls.pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="e2e")
         cls.addClassCleanup(cls.pool.shutdown, wait=True, cancel_futures=True)
         jobs: dict[str, Callable[[], Any]] = {

@@ -15,14 +15,19 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import tempfile
 import unittest
 from collections import Counter
-from pathlib import Path
 from typing import ClassVar
 
-from tests._support import ROOT, Outcome, run, run_pytest, run_unittest, write_suite
+from tests._support import (
+    ROOT,
+    Outcome,
+    entry_point_folder,
+    run,
+    run_pytest,
+    run_unittest,
+    write_suite,
+)
 
 LOG = '''
 """Log hook events and runners opened/closed, one line each, to $SCOPES_LOG."""
@@ -381,29 +386,6 @@ SESSION = [
 ]
 
 
-def _entry_point_dir() -> Path:
-    """A dist-info exposing the package's pytest11 entry point, as installing the
-    package would (here the checkout is only on PYTHONPATH)."""
-    text = (ROOT / "pyproject.toml").read_text()
-    section = re.search(
-        r"^\[project\.entry-points\.pytest11\]\n(.*?)(?:^\[|\Z)",
-        text,
-        re.MULTILINE | re.DOTALL,
-    )
-    assert section, "pyproject.toml declares no pytest11 entry point"
-    folder = Path(tempfile.mkdtemp(prefix="anyio_unittest_ep_"))
-    info = folder / "anyio_unittest_scopes-0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: anyio-unittest-scopes\nVersion: 0\n"
-    )
-    entries = [line.replace('"', "") for line in section.group(1).splitlines()]
-    (info / "entry_points.txt").write_text(
-        "[pytest11]\n" + "\n".join(e for e in entries if "=" in e) + "\n"
-    )
-    return folder
-
-
 #: text that means something was left open or broken at the end
 BAD_OUTPUT = (
     "ResourceWarning",
@@ -431,20 +413,15 @@ class Run:
 
 class TestModuleAndSessionScopes(unittest.TestCase):
     runs: ClassVar[dict[str, Run]]
-    folders: ClassVar[list[Path]]
 
     @classmethod
     def setUpClass(cls) -> None:
-        cls.folders = [_entry_point_dir()]
-        cls.addClassCleanup(
-            lambda: [shutil.rmtree(f, ignore_errors=True) for f in cls.folders]
-        )
         env = {
             "PYTHONDEVMODE": "1",
             "PYTHONPATH": os.pathsep.join(
                 [
                     str(ROOT),
-                    str(cls.folders[0]),
+                    str(entry_point_folder()),
                     *filter(None, [os.environ.get("PYTHONPATH")]),
                 ]
             ),
@@ -459,7 +436,6 @@ class TestModuleAndSessionScopes(unittest.TestCase):
         }
         for name, job in jobs.items():
             folder = write_suite(SUITE)
-            cls.folders.append(folder)
             log = folder / "scopes.log"
             outcome = job(folder, {**env, "SCOPES_LOG": str(log)})
             lines = log.read_text().splitlines() if log.exists() else []
