@@ -1,7 +1,8 @@
 """What a trivial async test costs: AnyIOTestCase beside the stdlib, the
 mechanisms users would otherwise pick, and the bare mechanism.
 
-From the repository root (the ``test`` extra has all it needs)::
+From the repository root, with the ``bench`` extra installed (the ``test``
+extra's runners, and matplotlib for ``--plot``)::
 
     python benchmarks/bench.py              # default rows, 2000 tests, 5 repetitions
     python benchmarks/bench.py --tests 500 --repeat 3 --no-write --rows 'anyio-*'
