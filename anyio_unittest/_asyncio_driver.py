@@ -231,21 +231,30 @@ def _renew(scope: anyio.CancelScope, new: Any) -> anyio.CancelScope:
 async def _cancel_and_wait(
     runner: AsyncioRunner, tasks: list[asyncio.Task[Any]]
 ) -> list[asyncio.Task[Any]]:
-    """Cancel *tasks*, wait up to GRACE real seconds for them (however far a
-    virtual clock jumps, and even if one keeps the loop busy so that it never
-    jumps); return those still pending. What one raised instead of ending
-    cancelled goes to the loop's exception handler, as ``asyncio.Runner``
-    reports it (so ``loop_errors`` decides)."""
+    """Cancel *tasks*, wait up to GRACE for them; return those still pending.
+    What one raised instead of ending cancelled goes to the loop's exception
+    handler, as ``asyncio.Runner`` reports it (so ``loop_errors`` decides)."""
     for task in tasks:
         task.cancel()
+    pending = await _wait_real(runner, tasks, GRACE)
+    _report_raised(runner.loop, [task for task in tasks if task not in pending])
+    return [task for task in tasks if task in pending]
+
+
+async def _wait_real(
+    runner: AsyncioRunner, futures: list[asyncio.Future[Any]], seconds: float
+) -> set[asyncio.Future[Any]]:
+    """Wait up to *seconds* of real time for *futures* (however far a virtual
+    clock jumps, and even if one keeps the loop busy so that it never jumps);
+    return those still pending."""
     expired = runner.loop.create_future()
 
     def expire() -> None:
         if not expired.done():
             expired.set_result(None)
 
-    cancel = runner._after(GRACE, expire)
-    pending: set[Any] = set(tasks)
+    cancel = runner._after(seconds, expire)
+    pending: set[asyncio.Future[Any]] = set(futures)
     try:
         while pending and not expired.done():
             _, pending = await asyncio.wait(
@@ -254,8 +263,7 @@ async def _cancel_and_wait(
             pending.discard(expired)
     finally:
         cancel()
-    _report_raised(runner.loop, [task for task in tasks if task not in pending])
-    return [task for task in tasks if task in pending]
+    return pending
 
 
 def _report_raised(loop: asyncio.AbstractEventLoop, tasks: Any) -> None:
@@ -632,6 +640,10 @@ async def _end_everything(runner: AsyncioRunner) -> list[asyncio.Task[Any]]:
         stuck = await _cancel_and_wait(runner, tasks)
         if stuck:
             return stuck
-    with anyio.move_on_after(GRACE):
-        await loop.shutdown_asyncgens()
+    # real seconds: on a virtual clock, an idle wait would jump past the grace
+    # of a generator whose finally block waits for I/O
+    finalising = loop.create_task(loop.shutdown_asyncgens())
+    if await _wait_real(runner, [finalising], GRACE):
+        finalising.cancel()
+        await _wait_real(runner, [finalising], GRACE)  # one deaf to it: given up
     return []

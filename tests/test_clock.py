@@ -14,8 +14,11 @@ import asyncio
 import contextlib
 import os
 import re
+import socket
+import threading
 import time
 import unittest
+from collections.abc import AsyncIterator
 from typing import ClassVar
 
 import anyio
@@ -342,6 +345,42 @@ class TestClockAsyncio(ClockTests, unittest.TestCase):
         found = outcomes_by_test(run_classes(self.make(Body, loop_scope="class")))
         self.assertLess(time.monotonic() - started, 5)
         self.assertIn("had not ended 1 s after", found["test_leaves_it"])
+
+    def test_a_generator_finalised_at_close_gets_real_seconds(self) -> None:
+        # the runner's close finalises the async generators left open; one whose
+        # finally block waits for I/O leaves the loop idle, and a virtual grace
+        # period would be jumped past at once
+        finished: list[str] = []
+
+        async def stream() -> AsyncIterator[int]:
+            try:
+                yield 1
+            finally:
+                reader, writer = socket.socketpair()
+                reader.setblocking(False)
+                sender = threading.Timer(0.2, writer.send, [b"x"])
+                sender.start()
+                try:
+                    await asyncio.get_running_loop().sock_recv(reader, 1)
+                    finished.append("finally")
+                finally:
+                    sender.cancel()
+                    sender.join()
+                    reader.close()
+                    writer.close()
+
+        class Body:
+            clock = "autojump"
+            loop_scope = "class"
+            kept: ClassVar[list[object]] = []
+
+            async def test_leaves_a_generator_open(self) -> None:
+                generator = stream()
+                await generator.__anext__()
+                self.kept.append(generator)
+
+        self.assertEqual(problems(run_classes(self.make(Body))), [])
+        self.assertEqual(finished, ["finally"])
 
     def test_a_jump_onto_a_timer_runs_it_at_any_time(self) -> None:
         # past 2**24 s a float can't hold time() + asyncio's clock resolution
