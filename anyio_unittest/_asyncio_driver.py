@@ -31,7 +31,7 @@ import sys
 import time
 import traceback
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextvars import Context
 from typing import Any
 
@@ -242,7 +242,7 @@ async def _cancel_and_wait(
 
 
 async def _wait_real(
-    runner: AsyncioRunner, futures: list[asyncio.Future[Any]], seconds: float
+    runner: AsyncioRunner, futures: Iterable[asyncio.Future[Any]], seconds: float
 ) -> set[asyncio.Future[Any]]:
     """Wait up to *seconds* of real time for *futures* (however far a virtual
     clock jumps, and even if one keeps the loop busy so that it never jumps);
