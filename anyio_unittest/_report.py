@@ -218,15 +218,22 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
 
-def print_report(write: Callable[[str], object] | None = None) -> None:
-    """Print the runner report if it is asked for, once per process."""
+def take_report() -> str:
+    """The runner report if it is asked for and was not given yet (else "");
+    once per process."""
     global _printed
     if _printed or not report_wanted():
-        return
+        return ""
     text = format_report()
+    _printed = bool(text)
+    return text
+
+
+def print_report(write: Callable[[str], object] | None = None) -> None:
+    """Print the runner report if it is asked for, once per process."""
+    text = take_report()
     if not text:
         return
-    _printed = True
     if write is None:
         sys.stderr.write("\n" + text)
         sys.stderr.flush()

@@ -8,11 +8,17 @@ test of a module has been torn down, and session runners at the session's end.
 from __future__ import annotations
 
 from collections.abc import Generator
+from typing import Any
 
 import pytest
 
-from ._report import print_report
+from ._report import take_report
 from ._scopes import registry
+
+#: where an xdist worker puts its runner report for the controller
+_REPORT_KEY = "anyio_unittest_report"
+#: on xdist's controller: each worker's runner report, by worker id
+_worker_reports: dict[str, str] = {}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -36,15 +42,28 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     # after pytest's own, which tears down what a stopped run (Ctrl-C) left set
     # up: tearDownClass and class cleanups need their runners still open
     registry.close_all()
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        # an xdist worker, whose output nobody sees: the controller prints its
+        # report (pytest-xdist sends workeroutput when this hook is over)
+        workeroutput[_REPORT_KEY] = take_report()
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook
+def pytest_testnodedown(node: Any, error: object) -> None:
+    report = getattr(node, "workeroutput", {}).get(_REPORT_KEY)
+    if report:
+        _worker_reports[node.workerinput["workerid"]] = report
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     # after pytest_sessionfinish, where the last runners were closed
-    def write(text: str) -> None:
+    reports = [take_report()]
+    reports += [f"xdist worker {w}: {r}" for w, r in sorted(_worker_reports.items())]
+    text = "".join(reports)
+    if text:
         terminalreporter.section("anyio_unittest runners")
         terminalreporter.write(text)
-
-    print_report(write)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -359,6 +359,30 @@ class ReportTests(unittest.TestCase):
         self.assertIn("anyio_unittest runners", outcome.output)
         self.assert_report(outcome.output)
 
+    def test_pytest_xdist_prints_each_worker_s_report(self) -> None:
+        # nobody sees a worker's output: each sends its report to the
+        # controller, which prints them all in its terminal summary
+        folder = write_suite(THREE_SCOPES)
+        outcome = run_pytest(
+            folder,
+            "test_three.py",
+            *("-n", "2", "-p", "no:asyncio", "-p", "no:hypothesispytest"),
+            env={REPORT_ENV: "1"},
+        )
+        output = outcome.output
+        self.assertEqual(outcome.count("passed"), 10, output)
+        self.assertEqual(outcome.count("failed"), 2, output)
+        self.assertEqual(output.count("anyio_unittest runners"), 1, output)
+        found = re.findall(
+            r"^xdist worker (gw\d): anyio_unittest runner report: \d+ runner\(s\) "
+            r"opened, (\d+) test\(s\)",
+            output,
+            re.MULTILINE,
+        )
+        self.assertEqual(output.count("runner report: "), len(found), output)
+        self.assertEqual(len({worker for worker, _ in found}), len(found), output)
+        self.assertEqual(sum(int(tests) for _, tests in found), 12, output)
+
     def test_the_example_suite_and_no_report_unless_asked(self) -> None:
         folder = ROOT / "examples"
         args = ("discover", "-s", ".", "-t", ".")
