@@ -631,8 +631,9 @@ def format_loop_error(context: dict[str, Any]) -> str:
 
 async def _end_everything(runner: AsyncioRunner) -> list[asyncio.Task[Any]]:
     """Cancel every other task and wait up to GRACE for them, then finalise the
-    async generators (in one run of the loop: each run costs a function-scoped
-    test); return the tasks that did not end."""
+    async generators, for up to GRACE and GRACE again once cancelled (in one run
+    of the loop: each run costs a function-scoped test); return the tasks that
+    did not end."""
     loop = runner.loop
     me = asyncio.current_task()
     tasks = [task for task in asyncio.all_tasks(loop) if task is not me]
@@ -645,5 +646,6 @@ async def _end_everything(runner: AsyncioRunner) -> list[asyncio.Task[Any]]:
     finalising = loop.create_task(loop.shutdown_asyncgens())
     if await _wait_real(runner, [finalising], GRACE):
         finalising.cancel()
-        await _wait_real(runner, [finalising], GRACE)  # one deaf to it: given up
+        if await _wait_real(runner, [finalising], GRACE):
+            return [finalising]  # a generator deaf to its cancellation
     return []

@@ -382,6 +382,36 @@ class TestClockAsyncio(ClockTests, unittest.TestCase):
         self.assertEqual(problems(run_classes(self.make(Body))), [])
         self.assertEqual(finished, ["finally"])
 
+    def test_a_generator_deaf_to_its_cancellation_leaves_the_loop_behind(
+        self,
+    ) -> None:
+        # as a leftover task deaf to its cancellation does: reported, in real
+        # seconds, and the loop is not closed under it
+        async def deaf() -> AsyncIterator[int]:
+            try:
+                yield 1
+            finally:
+                while True:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.sleep(3600)
+
+        class Body:
+            clock = "autojump"
+            loop_scope = "class"
+            kept: ClassVar[list[object]] = []
+
+            async def test_leaves_a_generator_open(self) -> None:
+                generator = deaf()
+                await generator.__anext__()
+                self.kept.append(generator)
+
+        started = time.monotonic()
+        found = problems(run_classes(self.make(Body)))
+        self.assertLess(time.monotonic() - started, 5)
+        self.assertEqual(len(found), 1, found)
+        self.assertIn("had not ended 1 s after their cancellation", found[0].text)
+        self.assertIn("shutdown_asyncgens", found[0].text)
+
     def test_a_jump_onto_a_timer_runs_it_at_any_time(self) -> None:
         # past 2**24 s a float can't hold time() + asyncio's clock resolution
         class Body:
