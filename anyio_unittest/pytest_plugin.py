@@ -23,6 +23,7 @@ _worker_reports: dict[str, str] = {}
 
 def pytest_configure(config: pytest.Config) -> None:
     registry.pytest_ends_modules = True
+    _worker_reports.clear()
 
 
 @pytest.hookimpl(wrapper=True, trylast=True)
@@ -41,12 +42,14 @@ def pytest_runtest_teardown(
 def pytest_sessionfinish(session: pytest.Session) -> None:
     # after pytest's own, which tears down what a stopped run (Ctrl-C) left set
     # up: tearDownClass and class cleanups need their runners still open
-    registry.close_all()
-    workeroutput = getattr(session.config, "workeroutput", None)
-    if workeroutput is not None:
-        # an xdist worker, whose output nobody sees: the controller prints its
-        # report (pytest-xdist sends workeroutput when this hook is over)
-        workeroutput[_REPORT_KEY] = take_report()
+    try:
+        registry.close_all()
+    finally:
+        workeroutput = getattr(session.config, "workeroutput", None)
+        if workeroutput is not None:
+            # an xdist worker, whose output nobody sees: the controller prints
+            # its report (pytest-xdist sends workeroutput when this hook is over)
+            workeroutput[_REPORT_KEY] = take_report()
 
 
 @pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook
@@ -59,7 +62,8 @@ def pytest_testnodedown(node: Any, error: object) -> None:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     # after pytest_sessionfinish, where the last runners were closed
     reports = [take_report()]
-    reports += [f"xdist worker {w}: {r}" for w, r in sorted(_worker_reports.items())]
+    for worker in sorted(_worker_reports, key=lambda w: (len(w), w)):  # gw2, gw10
+        reports.append(f"xdist worker {worker}: {_worker_reports[worker]}")
     text = "".join(reports)
     if text:
         terminalreporter.section("anyio_unittest runners")

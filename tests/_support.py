@@ -59,7 +59,9 @@ def _remove_scratch(root: Path, owner: int) -> None:
 
 def scratch_folder(prefix: str = "suite_") -> Path:
     """A new folder under this process's scratch folder, which is removed when
-    the process exits (so that no test has to remember to)."""
+    the process exits (so that no test has to remember to; the folders pile up
+    until then). A worker of a multiprocessing pool (unittest-parallel) ends
+    without running atexit handlers, and leaves its scratch folder behind."""
     global _scratch_root
     if _scratch_root is None:
         _scratch_root = Path(tempfile.mkdtemp(prefix="anyio_unittest_"))

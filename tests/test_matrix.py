@@ -254,6 +254,7 @@ class FaultMatrix(unittest.TestCase):
 
     def test_the_checks_can_fail(self) -> None:
         """Each check finds a planted fault in a copy of a real run."""
+        self.selected("unittest")  # the run it copies
         matrix = self.matrices["asyncio"]
         result = matrix.shared["unittest"]
         cell = Cell("asyncio", "class", "asyncTearDown", "value")
